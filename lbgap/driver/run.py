@@ -1,0 +1,490 @@
+"""Drive a study through Optuna: enqueue grid cells or sample a search,
+train each trial with the engine, write per-trial files, combine.
+
+Per-trial result files are the source of truth for what is done: a run on
+an existing output folder (``lbgap study resume DIR`` or the same ``study
+run`` again) trains only the cells without a file, so an interrupted study
+finishes with the same results as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from ..engine.train import StopTrial, TrialOutcome, run_trial
+from ..results import combine_grid, combine_search, save_weights, study_attrs, trial_dataset, weights_dir, write_atomic
+from ..spec.load import Cell, Study, cell_key
+from ..spec.merge import split_path
+from .progress import NullReporter, Reporter
+from .storage import fail_stale_trials, is_embedded, make_storage
+
+__all__ = ["run_study", "resolve_device", "StudyFolderError", "RunSummary"]
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class StudyFolderError(Exception):
+    """The output folder belongs to another study or spec."""
+
+
+@dataclass
+class RunSummary:
+    out_dir: Path
+    results: Optional[Path]
+    trained: int
+    skipped: int
+    failed: list[str]
+    diverged: list[str]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _prepare_folder(study: Study, out_dir: Path, storage_url: Optional[str]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = out_dir / "study.json"
+    meta = {"study": study.name, "spec_sha256": study.spec_hash, "storage": storage_url}
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old.get("spec_sha256") != study.spec_hash:
+            raise StudyFolderError(
+                f"{out_dir} holds results of another version of the study (spec hash {old.get('spec_sha256', '?')[:12]} "
+                f"≠ {study.spec_hash[:12]}); choose another --out or delete the folder"
+            )
+    else:
+        tmp = meta_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(meta_path)
+    spec_copy = out_dir / "spec.yaml"
+    if not spec_copy.exists():
+        if study.text:
+            spec_copy.write_text(study.text)
+        else:  # pragma: no cover
+            shutil.copy(study.file, spec_copy)
+
+
+def _optuna_study(study: Study, out_dir: Path, storage_url: Optional[str], direction: str, **kw) -> optuna.Study:
+    storage = make_storage(out_dir, storage_url)
+    ostudy = optuna.create_study(
+        study_name=f"{study.name}-{study.spec_hash[:12]}",
+        storage=storage,
+        direction=direction,
+        load_if_exists=True,
+        **kw,
+    )
+    if is_embedded(storage_url):
+        fail_stale_trials(ostudy)
+    return ostudy
+
+
+def _final(history: dict[str, list[float]], name: str) -> float:
+    values = [v for v in history.get(name, []) if not math.isnan(v)]
+    return values[-1] if values else math.nan
+
+
+class _Runner:
+    """Shared machinery: train a config with a seed, save, report."""
+
+    def __init__(self, study: Study, out_dir: Path, device: torch.device, reporter: Reporter) -> None:
+        self.study = study
+        self.out_dir = out_dir
+        self.device = device
+        self.reporter = reporter
+
+    def trial_path(self, key: str) -> Path:
+        return self.out_dir / "trials" / f"{key}.nc"
+
+    def train(
+        self,
+        cfg: Any,
+        seed: int,
+        key: str,
+        coords: dict[str, Any],
+        *,
+        init_state: Optional[dict[str, torch.Tensor]] = None,
+        checkpoints: Optional[set[int]] = None,
+        on_epoch: Any = None,
+    ) -> TrialOutcome:
+        rep = self.reporter
+        steps_hint = {"n": 0}
+
+        def epoch_cb(epoch: int, record: dict[str, float], trial: Any) -> None:
+            rep.epoch_end(key, epoch, record)
+            if on_epoch is not None:
+                on_epoch(epoch, record, trial)
+
+        rep.trial_start(key, cfg.epochs, steps_hint["n"])
+        outcome = run_trial(
+            cfg,
+            seed,
+            registry=self.study.registry,
+            device=self.device,
+            key=key,
+            init_state=init_state,
+            checkpoint_epochs=checkpoints,
+            on_epoch=epoch_cb,
+            on_step=lambda s: rep.step(key, s),
+        )
+        ds = trial_dataset(outcome, coords)
+        if cfg.save_weights or checkpoints:
+            save_weights(outcome, self.out_dir)
+        write_atomic(ds, self.trial_path(key))
+        acc = _final(outcome.history, "test_accuracy")
+        rep.trial_end(key, outcome.status, f"test accuracy {acc:.4f}" if not math.isnan(acc) else outcome.reason)
+        return outcome
+
+
+# ---------------------------------------------------------------- grid studies
+
+
+def _grid_choices(study: Study, cells: list[Cell]) -> dict[str, list[Any]]:
+    from ..results.trialfile import coord_value
+
+    choices: dict[str, list[Any]] = {"variant": list(study.variants)}
+    for dim, values in study.grid_values.items():
+        choices[dim] = [coord_value(v) for v in values]
+    choices["seed"] = list(study.seeds)
+    return choices
+
+
+def _cell_params(cell: Cell) -> dict[str, Any]:
+    from ..results.trialfile import coord_value
+
+    return {"variant": cell.variant, **{d: coord_value(v) for d, v in cell.point}, "seed": cell.seed}
+
+
+def _source_key(cell: Cell) -> Optional[str]:
+    ws = cell.config.warm_start
+    return cell_key(ws.variant, cell.point, cell.seed) if ws is not None else None
+
+
+def _run_grid(study: Study, runner: _Runner, storage_url: Optional[str], max_trials: Optional[int]) -> RunSummary:
+    cells = study.cells()
+    by_key = {c.key: c for c in cells}
+    needs: dict[str, set[int]] = {}
+    for cell in cells:
+        src = _source_key(cell)
+        if src is not None:
+            needs.setdefault(src, set()).add(cell.config.warm_start.epochs)
+    ostudy = _optuna_study(study, runner.out_dir, storage_url, "maximize")
+    done = {k for k in by_key if runner.trial_path(k).exists()}
+    queued = {
+        t.user_attrs.get("cell")
+        for t in ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    }
+    order = sorted(cells, key=lambda c: (_source_key(c) is not None,))  # sources first, stable
+    for cell in order:
+        if cell.key not in done and cell.key not in queued:
+            ostudy.enqueue_trial(_cell_params(cell), user_attrs={"cell": cell.key})
+    runner.reporter.study_start(len(cells), len(done))
+    choices = _grid_choices(study, cells)
+    trained, failed, diverged = 0, [], []
+    while max_trials is None or trained < max_trials:
+        if not ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            break
+        trial = ostudy.ask()
+        key = trial.user_attrs.get("cell")
+        if key not in by_key:
+            ostudy.tell(trial, state=TrialState.FAIL)  # a worker raced us to the last cell
+            continue
+        cell = by_key[key]
+        for name, values in choices.items():
+            trial.suggest_categorical(name, values)
+        if runner.trial_path(key).exists():  # another worker finished it
+            ostudy.tell(trial, _final_from_file(runner.trial_path(key)))
+            continue
+        try:
+            init_state = _warm_start_state(runner, cell)
+            outcome = runner.train(
+                cell.config,
+                cell.seed,
+                key,
+                {"variant": cell.variant, **dict(cell.point), "seed": cell.seed},
+                init_state=init_state,
+                checkpoints=needs.get(key),
+            )
+        except KeyboardInterrupt:
+            ostudy.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception as exc:
+            log.exception("trial %s failed", key)
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            ostudy.tell(trial, state=TrialState.FAIL)
+            failed.append(key)
+            continue
+        trained += 1
+        trial.set_user_attr("status", outcome.status)
+        if outcome.status == "diverged":
+            diverged.append(key)
+            ostudy.tell(trial, state=TrialState.FAIL)
+        else:
+            value = _final(outcome.history, "test_accuracy")
+            ostudy.tell(trial, value if not math.isnan(value) else None, state=None if not math.isnan(value) else TrialState.FAIL)
+    results = None
+    all_done = all(runner.trial_path(c.key).exists() for c in cells)
+    if all_done:
+        dims = ["variant", *study.grid_paths, "seed"]
+        shape = [len(study.variants), *(len(v) for v in study.grid_values.values()), len(study.seeds)]
+        attrs = study_attrs(study, study.registry, str(runner.device))
+        results = runner.out_dir / "results.nc"
+        combine_grid({c.key: runner.trial_path(c.key) for c in cells}, cells, dims, shape, attrs, results)
+    return RunSummary(runner.out_dir, results, trained, len(done), failed, diverged)
+
+
+def _final_from_file(path: Path) -> float:
+    import xarray as xr
+
+    with xr.open_dataset(path) as ds:
+        v = ds["test_accuracy"].values
+    v = v[~(v != v)]
+    return float(v[-1]) if len(v) else 0.0
+
+
+def _warm_start_state(runner: _Runner, cell: Cell, timeout: float = 3600.0) -> Optional[dict[str, torch.Tensor]]:
+    ws = cell.config.warm_start
+    if ws is None:
+        return None
+    src = _source_key(cell)
+    assert src is not None
+    name = "initial.pt" if ws.epochs == 0 else f"epoch_{ws.epochs}.pt"
+    path = weights_dir(runner.out_dir, src) / name
+    deadline = time.monotonic() + timeout
+    while not path.exists():  # another worker may still be training the source
+        if time.monotonic() > deadline:
+            raise FileNotFoundError(f"warm start: {path} did not appear")
+        time.sleep(2.0)
+    return torch.load(path, map_location=runner.device, weights_only=True)
+
+
+# ------------------------------------------------------------------- searches
+
+
+def _sampler(kind: str, seed: int, grid_space: Optional[dict[str, list[Any]]] = None) -> optuna.samplers.BaseSampler:
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "grid":
+        assert grid_space is not None
+        return optuna.samplers.GridSampler(grid_space, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _search_dim(path: str) -> str:
+    return str(split_path(path)[-1])
+
+
+def _grid_space(search) -> dict[str, list[Any]]:
+    space: dict[str, list[Any]] = {}
+    for path, p in search.params.items():
+        if p.type == "categorical":
+            space[path] = list(range(len(p.choices)))
+        elif p.type == "pow2":
+            space[path] = [2**k for k in range(int(math.log2(p.low)), int(math.log2(p.high)) + 1)]
+        elif p.step is not None:
+            n = int(round((p.high - p.low) / p.step))
+            vals = [p.low + i * p.step for i in range(n + 1)]
+            space[path] = [int(v) for v in vals] if p.type == "int" else vals
+        else:
+            raise ValueError(f"grid sampler: parameter {path} needs choices, pow2 or a step")
+    return space
+
+
+def _suggest(trial: optuna.Trial, path: str, p, grid: bool) -> tuple[Any, Any]:
+    """Return (config value, coordinate value)."""
+    if p.type == "float":
+        v = trial.suggest_float(path, p.low, p.high, log=p.log, step=None if p.log else p.step)
+        return v, v
+    if p.type == "int":
+        step = int(p.step) if p.step else 1
+        v = trial.suggest_int(path, int(p.low), int(p.high), log=p.log, step=step)
+        return v, v
+    if p.type == "pow2":
+        if grid:
+            v = trial.suggest_categorical(path, _pow2(p))
+            return v, v
+        k = trial.suggest_int(f"log2({path})", int(math.log2(p.low)), int(math.log2(p.high)))
+        return 2**k, 2**k
+    # categorical: encode by index, label for the coordinate
+    idx = trial.suggest_categorical(path, list(range(len(p.choices))))
+    value = p.choices[idx]
+    label = p.labels[idx] if p.labels else value
+    return value, label
+
+
+def _pow2(p) -> list[int]:
+    return [2**k for k in range(int(math.log2(p.low)), int(math.log2(p.high)) + 1)]
+
+
+def _objective_value(search, histories: list[dict[str, list[float]]]) -> float:
+    vals = []
+    for h in histories:
+        if search.objective == "generalization_gap":
+            vals.append(_final(h, "train_accuracy") - _final(h, "test_accuracy"))
+        else:
+            vals.append(_final(h, search.objective))
+    vals = [v for v in vals if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def _run_search(study: Study, runner: _Runner, storage_url: Optional[str], max_trials: Optional[int]) -> RunSummary:
+    search = study.search
+    assert search is not None
+    variant = next(iter(study.variants))
+    direction = search.resolved_direction
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=search.pruner.n_startup_trials, n_warmup_steps=search.pruner.n_warmup_steps)
+        if search.pruner.type == "median"
+        else optuna.pruners.NopPruner()
+    )
+    grid = search.sampler.type == "grid"
+    grid_space = _grid_space(search) if grid else None
+    budget = search.n_trials if not grid else min(search.n_trials, math.prod(len(v) for v in grid_space.values()))
+    ostudy = _optuna_study(study, runner.out_dir, storage_url, direction, pruner=pruner)
+    # interrupted trials are retried with the same parameters, so a resumed
+    # search follows the same path as an uninterrupted one
+    retried = {t.user_attrs.get("retry_of") for t in ostudy.get_trials(deepcopy=False)}
+    for t in ostudy.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if t.user_attrs.get("interrupted") and t.number not in retried:
+            ostudy.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+    finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    n_finished = len(ostudy.get_trials(deepcopy=False, states=finished_states))
+    runner.reporter.study_start(budget * len(study.seeds), n_finished * len(study.seeds))
+    trained, failed, diverged = 0, [], []
+    while n_finished < budget and (max_trials is None or trained < max_trials):
+        ostudy.sampler = _sampler(search.sampler.type, search.sampler.seed + n_finished, grid_space)
+        trial = ostudy.ask()
+        number = trial.user_attrs.get("retry_of", trial.number)
+        overrides, coords = {}, {}
+        for path, p in search.params.items():
+            value, label = _suggest(trial, path, p, grid)
+            overrides[path] = value
+            coords[_search_dim(path)] = label
+        trial.set_user_attr("coords", coords)
+        try:
+            cfg = study.resolve(variant, overrides)
+        except Exception as exc:
+            trial.set_user_attr("error", f"invalid configuration: {exc}")
+            ostudy.tell(trial, state=TrialState.FAIL)
+            failed.append(f"trial={number}")
+            n_finished += 1  # counts against the budget, or the sampler could loop forever
+            continue
+        histories = []
+        state = TrialState.COMPLETE
+        try:
+            for i, seed in enumerate(study.seeds):
+                key = f"trial={number},seed={seed}"
+
+                def report(epoch: int, record: dict[str, float], _t: Any, first: bool = i == 0) -> None:
+                    if not first:
+                        return
+                    value = record.get(search.objective if search.objective != "generalization_gap" else "test_accuracy")
+                    if search.objective == "generalization_gap":
+                        value = record.get("train_accuracy", math.nan) - record.get("test_accuracy", math.nan)
+                    if value is not None and not math.isnan(value):
+                        trial.report(value, epoch)
+                        if trial.should_prune():
+                            raise StopTrial("pruned", f"pruned by Optuna at epoch {epoch}")
+
+                outcome = runner.train(cfg, seed, key, {"trial": number, "seed": seed}, on_epoch=report)
+                trained += 1
+                histories.append(outcome.history)
+                if outcome.status == "pruned":
+                    state = TrialState.PRUNED
+                    break
+                if outcome.status == "diverged":
+                    diverged.append(key)
+        except KeyboardInterrupt:
+            ostudy.tell(trial, state=TrialState.FAIL)
+            trial_interrupted(ostudy, trial)
+            raise
+        except Exception as exc:
+            log.exception("search trial %d failed", number)
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            ostudy.tell(trial, state=TrialState.FAIL)
+            failed.append(f"trial={number}")
+            continue
+        value = _objective_value(search, histories)
+        trial.set_user_attr("objective", value)
+        if state == TrialState.PRUNED:
+            ostudy.tell(trial, state=TrialState.PRUNED)
+        elif math.isnan(value):
+            ostudy.tell(trial, state=TrialState.FAIL)
+        else:
+            ostudy.tell(trial, value)
+        n_finished += 1
+    results = None
+    if n_finished >= budget:
+        results = _combine_search(study, runner, ostudy)
+    return RunSummary(runner.out_dir, results, trained, 0, failed, diverged)
+
+
+def trial_interrupted(ostudy: optuna.Study, trial: optuna.Trial) -> None:
+    ostudy._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+
+
+def _combine_search(study: Study, runner: _Runner, ostudy: optuna.Study) -> Path:
+    paths: dict[tuple[int, int], Path] = {}
+    params: dict[int, dict[str, Any]] = {}
+    objective: dict[int, float] = {}
+    states: dict[int, str] = {}
+    numbers = []
+    for t in ostudy.get_trials(deepcopy=False):
+        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) and not t.user_attrs.get("error"):
+            continue
+        number = t.user_attrs.get("retry_of", t.number)
+        if number in states and states[number] in ("complete", "pruned"):
+            continue
+        numbers.append(number)
+        params[number] = dict(t.user_attrs.get("coords", {}))
+        objective[number] = float(t.user_attrs.get("objective", math.nan))
+        states[number] = t.state.name.lower()
+        for seed in study.seeds:
+            p = runner.trial_path(f"trial={number},seed={seed}")
+            if p.exists():
+                paths[(number, seed)] = p
+    numbers = sorted(set(numbers))
+    attrs = study_attrs(study, study.registry, str(runner.device), {"optuna_direction": study.search.resolved_direction})
+    out = runner.out_dir / "results.nc"
+    combine_search(paths, numbers, study.seeds, params, objective, states, attrs, out)
+    return out
+
+
+# ------------------------------------------------------------------- entry
+
+
+def run_study(
+    study: Study,
+    out_dir: Path,
+    *,
+    device: str = "auto",
+    storage: Optional[str] = None,
+    reporter: Optional[Reporter] = None,
+    max_trials: Optional[int] = None,
+) -> RunSummary:
+    """Run (or continue) ``study`` in ``out_dir`` and return a summary.
+
+    ``max_trials`` stops after that many trials are trained in this call (the
+    rest remain queued for a later run).
+    """
+    out_dir = Path(out_dir)
+    _prepare_folder(study, out_dir, storage)
+    runner = _Runner(study, out_dir, resolve_device(device), reporter or NullReporter())
+    if study.search is not None:
+        return _run_search(study, runner, storage, max_trials)
+    return _run_grid(study, runner, storage, max_trials)

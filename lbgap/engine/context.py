@@ -1,0 +1,62 @@
+"""The state of one trial, as lifecycle hooks see it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..data import InMemoryData
+from ..plan import TrainingPlan
+
+__all__ = ["TrialContext"]
+
+
+@dataclass
+class TrialContext:
+    """Mutable state of a running trial.
+
+    Attributes
+    ----------
+    key:
+        Unique identifier of the trial within its study.
+    seed:
+        The trial's seed.
+    model, optimizer, data, plan:
+        The trial's network, optimizer, data and resolved training plan.
+    loss_fn:
+        ``loss_fn(logits, targets) -> mean loss``.
+    device:
+        Training device.
+    generator:
+        The trial's random generator for noise and augmentation, on ``device``.
+    epoch:
+        Epochs done (1-based once the first epoch ends).
+    step:
+        Optimizer steps done.
+    status:
+        ``"running"``, ``"completed"``, ``"stopped"`` (a stopping rule fired)
+        or ``"diverged"``.
+    config:
+        The trial's resolved configuration (a pydantic model).
+    state:
+        Free scratch space for plugins, keyed by plugin name.
+    """
+
+    key: str
+    seed: int
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    data: InMemoryData
+    plan: TrainingPlan
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    device: torch.device
+    generator: torch.Generator
+    config: Any = None
+    epoch: int = 0
+    step: int = 0
+    lr: float = 0.0
+    status: str = "running"
+    initial_state: Optional[dict[str, torch.Tensor]] = None
+    state: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,160 @@
+"""Plugin records: what a plugin package hands to lbgap.
+
+A plugin package implements one or more ``lbgap_register_*`` hooks (see
+:mod:`lbgap.hookspecs`); each returns a list of records defined here. A record
+names the plugin, gives its pydantic configuration model and a ``build``
+factory. The host checks names for duplicates and builds the study-spec model
+from the configuration models, so a plugin author never touches the spec.
+
+Configuration models derive from :class:`PluginConfig` and do **not** declare
+the ``name`` field: the registry adds ``name: Literal["<plugin name>"]`` so that
+each plugin kind becomes a discriminated union keyed on ``name``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "PluginConfig",
+    "PluginRecord",
+    "ModelPlugin",
+    "DatasetPlugin",
+    "OptimizerPlugin",
+    "SchedulePlugin",
+    "RegimePlugin",
+    "NoisePlugin",
+    "MetricPlugin",
+    "StoppingPlugin",
+    "PLUGIN_KINDS",
+]
+
+
+class PluginConfig(BaseModel):
+    """Base class of every plugin configuration model.
+
+    Unknown keys are errors and instances are immutable, so a resolved trial
+    configuration cannot drift while a trial runs.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PluginRecord:
+    """One plugin: its name, configuration model and factory.
+
+    Attributes
+    ----------
+    name:
+        The value of ``name:`` that selects this plugin in a study file.
+    config:
+        A :class:`PluginConfig` subclass describing the plugin's settings.
+    build:
+        Factory called with the validated configuration (and kind-specific
+        keyword arguments documented on each record class).
+    summary:
+        One line shown by ``lbgap plugins list``; defaults to the first line of
+        the configuration model's docstring.
+    """
+
+    kind: ClassVar[str] = "plugin"
+    name: str
+    config: type[PluginConfig]
+    build: Callable[..., Any]
+    summary: str = ""
+    origin: str = field(default="", compare=False)
+    version: str = field(default="", compare=False)
+
+    def describe(self) -> str:
+        if self.summary:
+            return self.summary
+        doc = (self.config.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelPlugin(PluginRecord):
+    """A network. ``build(config, *, info: DataInfo) -> torch.nn.Module``."""
+
+    kind: ClassVar[str] = "model"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetPlugin(PluginRecord):
+    """A data set held in memory.
+
+    ``build(config, *, seed: int, device: torch.device) -> lbgap.data.InMemoryData``.
+    """
+
+    kind: ClassVar[str] = "dataset"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimizerPlugin(PluginRecord):
+    """An optimizer. The configuration must have a float field ``lr``.
+
+    ``build(config, params) -> torch.optim.Optimizer``.
+    """
+
+    kind: ClassVar[str] = "optimizer"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulePlugin(PluginRecord):
+    """A learning-rate schedule. ``build(config) -> lbgap.schedule.Schedule``."""
+
+    kind: ClassVar[str] = "schedule"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegimePlugin(PluginRecord):
+    """A training-plan transform (LR scaling, regime adaptation, ...).
+
+    ``build(config) -> callable(plan: lbgap.plan.TrainingPlan) -> TrainingPlan``.
+    """
+
+    kind: ClassVar[str] = "regime"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoisePlugin(PluginRecord):
+    """A noise injector: an object whose methods are lifecycle hook
+    implementations (``@lbgap.hookimpl``), registered for one trial.
+
+    ``build(config) -> object``.
+    """
+
+    kind: ClassVar[str] = "noise"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricPlugin(PluginRecord):
+    """A measurement. ``build(config) -> lbgap.metric.Metric``."""
+
+    kind: ClassVar[str] = "metric"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoppingPlugin(PluginRecord):
+    """A stopping rule. ``build(config) -> lbgap.schedule.StoppingRule``."""
+
+    kind: ClassVar[str] = "stopping"
+
+
+PLUGIN_KINDS: dict[str, type[PluginRecord]] = {
+    cls.kind: cls
+    for cls in (
+        ModelPlugin,
+        DatasetPlugin,
+        OptimizerPlugin,
+        SchedulePlugin,
+        RegimePlugin,
+        NoisePlugin,
+        MetricPlugin,
+        StoppingPlugin,
+    )
+}

@@ -1,0 +1,179 @@
+"""The plugin registry: entry points → pluggy → ``name → record`` per kind.
+
+Every plugin, built-in or third-party, is a module or object named in the
+``lbgap`` entry-point group. A plugin that fails to import (or whose
+registration hook raises) is reported by name with the reason, and the others
+keep working. Two records of one kind with the same name are an error: a study
+must never depend on which package happened to load last.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import logging
+import traceback
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Optional
+
+import pluggy
+
+from . import hookspecs
+from .plugin import PLUGIN_KINDS, PluginRecord
+
+__all__ = ["Registry", "PluginLoadError", "DuplicatePluginError", "get_registry", "ENTRY_POINT_GROUP"]
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "lbgap"
+
+#: registration hook name per plugin kind
+REGISTER_HOOKS: dict[str, str] = {
+    "model": "lbgap_register_models",
+    "dataset": "lbgap_register_datasets",
+    "optimizer": "lbgap_register_optimizers",
+    "schedule": "lbgap_register_schedules",
+    "regime": "lbgap_register_regimes",
+    "noise": "lbgap_register_noise",
+    "metric": "lbgap_register_metrics",
+    "stopping": "lbgap_register_stopping",
+}
+
+
+class DuplicatePluginError(RuntimeError):
+    """Two plugins of one kind share a name."""
+
+
+@dataclass(frozen=True)
+class PluginLoadError:
+    """A plugin that could not be loaded: which one and why."""
+
+    name: str
+    origin: str
+    reason: str
+
+
+@dataclass
+class Registry:
+    """Plugins by kind and name, plus the pluggy manager for lifecycle hooks."""
+
+    pm: pluggy.PluginManager
+    records: dict[str, dict[str, PluginRecord]] = field(default_factory=dict)
+    failures: list[PluginLoadError] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> dict[str, PluginRecord]:
+        return self.records.get(kind, {})
+
+    def get(self, kind: str, name: str) -> PluginRecord:
+        try:
+            return self.records[kind][name]
+        except KeyError:
+            known = ", ".join(sorted(self.of_kind(kind))) or "none"
+            raise KeyError(f"unknown {kind} plugin {name!r}; installed: {known}") from None
+
+    def all_records(self) -> Iterable[PluginRecord]:
+        for kind in PLUGIN_KINDS:
+            yield from self.of_kind(kind).values()
+
+    def fingerprint(self) -> tuple:
+        return tuple(sorted((r.kind, r.name, r.origin, r.version) for r in self.all_records()))
+
+    # ------------------------------------------------------------- building
+
+    @classmethod
+    def from_plugins(cls, plugins: Iterable[tuple[str, Any, str, str]]) -> "Registry":
+        """Build a registry from ``(name, plugin object, origin, version)``.
+
+        Used by :func:`load_registry` for entry points, and by tests to build
+        a registry from in-process plugin objects.
+        """
+        pm = make_plugin_manager()
+        reg = cls(pm=pm)
+        for name, plugin, origin, version in plugins:
+            try:
+                pm.register(plugin, name=name)
+            except Exception as exc:  # pragma: no cover - pluggy validation
+                reg.failures.append(PluginLoadError(name, origin, f"{type(exc).__name__}: {exc}"))
+                continue
+            reg._collect(name, plugin, origin, version)
+        return reg
+
+    def _collect(self, name: str, plugin: Any, origin: str, version: str) -> None:
+        collected: list[PluginRecord] = []
+        for kind, hook_name in REGISTER_HOOKS.items():
+            impl = getattr(plugin, hook_name, None)
+            if impl is None:
+                continue
+            try:
+                records = list(impl() or [])
+            except Exception as exc:
+                self.failures.append(
+                    PluginLoadError(name, origin, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                )
+                log.warning("plugin %s: %s raised %s", name, hook_name, exc)
+                log.debug("%s", traceback.format_exc())
+                self.pm.unregister(name=name)
+                return
+            expected = PLUGIN_KINDS[kind]
+            for rec in records:
+                if not isinstance(rec, expected):
+                    self.failures.append(
+                        PluginLoadError(name, origin, f"{hook_name} returned {type(rec).__name__}, not {expected.__name__}")
+                    )
+                    self.pm.unregister(name=name)
+                    return
+                collected.append(replace(rec, origin=origin, version=version))
+        for rec in collected:
+            bucket = self.records.setdefault(rec.kind, {})
+            if rec.name in bucket:
+                other = bucket[rec.name]
+                raise DuplicatePluginError(
+                    f"{rec.kind} plugin {rec.name!r} is provided by both {other.origin} and {rec.origin}"
+                )
+            bucket[rec.name] = rec
+
+
+def make_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _entry_point_plugins(group: str) -> tuple[list[tuple[str, Any, str, str]], list[PluginLoadError]]:
+    loaded: list[tuple[str, Any, str, str]] = []
+    failures: list[PluginLoadError] = []
+    seen: set[str] = set()
+    for ep in sorted(md.entry_points(group=group), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        origin = dist.name if dist is not None else ep.value.split(":")[0]
+        version = dist.version if dist is not None else ""
+        if ep.name in seen:
+            # the same distribution visible twice on sys.path (editable + site)
+            continue
+        seen.add(ep.name)
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            failures.append(PluginLoadError(ep.name, origin, f"{type(exc).__name__}: {exc}"))
+            log.warning("plugin %s (%s) failed to load: %s", ep.name, origin, exc)
+            continue
+        loaded.append((ep.name, obj, origin, version))
+    return loaded, failures
+
+
+_CACHE: Optional[Registry] = None
+
+
+def load_registry(group: str = ENTRY_POINT_GROUP) -> Registry:
+    """Load every plugin of the entry-point ``group`` into a new registry."""
+    plugins, failures = _entry_point_plugins(group)
+    reg = Registry.from_plugins(plugins)
+    reg.failures[:0] = failures
+    return reg
+
+
+def get_registry(refresh: bool = False) -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _CACHE
+    if _CACHE is None or refresh:
+        _CACHE = load_registry()
+    return _CACHE

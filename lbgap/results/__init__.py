@@ -1,0 +1,15 @@
+"""Results: per-trial netCDF files and the combined ``results.nc``."""
+
+from .combine import combine_grid, combine_search, open_trial, study_attrs
+from .trialfile import save_weights, trial_dataset, weights_dir, write_atomic
+
+__all__ = [
+    "combine_grid",
+    "combine_search",
+    "open_trial",
+    "study_attrs",
+    "save_weights",
+    "trial_dataset",
+    "weights_dir",
+    "write_atomic",
+]

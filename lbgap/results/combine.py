@@ -1,0 +1,146 @@
+"""Combine per-trial files into the study's ``results.nc``.
+
+Dimensions: ``variant``, one per grid parameter, ``seed`` and ``epoch`` for a
+grid study; ``trial``, ``seed`` and ``epoch`` for a search (the searched values
+are coordinates along ``trial``). Ragged histories are NaN-padded (``join=
+"outer"``); every xarray combine argument is passed explicitly.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import xarray as xr
+
+from .. import __version__
+from .trialfile import coord_value, write_atomic
+
+__all__ = ["combine_grid", "combine_search", "study_attrs", "open_trial"]
+
+_COMBINE = dict(
+    join="outer",
+    data_vars="all",
+    coords="different",
+    compat="no_conflicts",
+    combine_attrs="drop_conflicts",
+)
+
+
+def open_trial(path: Path) -> xr.Dataset:
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        return ds.load()
+
+
+def _placeholder(coords: dict[str, Any]) -> xr.Dataset:
+    ds = xr.Dataset({"status": xr.Variable((), "missing")}, coords={"epoch": ("epoch", np.array([1], dtype=np.int64))})
+    return ds.assign_coords({k: coord_value(v) for k, v in coords.items()})
+
+
+def _nest(items: list, shape: Sequence[int]) -> Any:
+    if len(shape) == 1:
+        return list(items)
+    step = int(np.prod(shape[1:]))
+    return [_nest(items[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def _finish(ds: xr.Dataset, attrs: dict[str, Any]) -> xr.Dataset:
+    for name in list(ds.data_vars):
+        if ds[name].dtype == object:
+            ds[name] = ds[name].fillna("missing").astype(str)
+    ds.attrs = {**{k: v for k, v in ds.attrs.items() if k not in ("lbgap_trial_key",)}, **attrs}
+    return ds
+
+
+def combine_grid(
+    trial_paths: dict[str, Optional[Path]],
+    cells: Sequence[Any],
+    dims: Sequence[str],
+    shape: Sequence[int],
+    attrs: dict[str, Any],
+    out: Path,
+) -> xr.Dataset:
+    """Combine the files of ``cells`` (in variant × grid × seed order)."""
+    datasets = []
+    for cell in cells:
+        coords = {"variant": cell.variant, **dict(cell.point), "seed": cell.seed}
+        path = trial_paths.get(cell.key)
+        datasets.append(open_trial(path) if path is not None and path.exists() else _placeholder(coords))
+    nested = _nest(datasets, shape)
+    ds = xr.combine_nested(nested, concat_dim=list(dims), **_COMBINE)
+    ds = ds.transpose(*dims, "epoch", ...)
+    ds = _finish(ds, attrs)
+    write_atomic(ds, out)
+    return ds
+
+
+def combine_search(
+    trial_paths: dict[tuple[int, int], Path],
+    trials: Sequence[int],
+    seeds: Sequence[int],
+    params: dict[int, dict[str, Any]],
+    objective: dict[int, float],
+    states: dict[int, str],
+    attrs: dict[str, Any],
+    out: Path,
+) -> xr.Dataset:
+    """Combine search results: dims (trial, seed, epoch), params along trial."""
+    rows = []
+    for t in trials:
+        row = []
+        for s in seeds:
+            path = trial_paths.get((t, s))
+            ds = open_trial(path) if path is not None and path.exists() else _placeholder({"trial": t, "seed": s})
+            ds = ds.drop_vars([c for c in ds.coords if c not in ("epoch", "trial", "seed")])
+            row.append(ds.assign_coords(trial=t, seed=s))
+        rows.append(row)
+    ds = xr.combine_nested(rows, concat_dim=["trial", "seed"], **_COMBINE)
+    names = sorted({k for p in params.values() for k in p})
+    for name in names:
+        values = [coord_value(params[t].get(name, np.nan)) for t in trials]
+        ds = ds.assign_coords({name: ("trial", values)})
+        ds[name].attrs.update({"long_name": f"searched value of {name}", "units": "1"})
+    ds["objective"] = ("trial", np.array([objective.get(t, np.nan) for t in trials], dtype=np.float64))
+    ds["objective"].attrs.update({"units": "1", "long_name": "search objective (mean over seeds)"})
+    ds["trial_state"] = ("trial", np.array([states.get(t, "missing") for t in trials], dtype=str))
+    ds["trial_state"].attrs.update({"units": "", "long_name": "Optuna trial state"})
+    ds = ds.transpose("trial", "seed", "epoch", ...)
+    ds = _finish(ds, attrs)
+    write_atomic(ds, out)
+    return ds
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def study_attrs(study: Any, registry: Any, device: str, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Global attributes: spec JSON and hash, versions, device, CF metadata."""
+    plugins = sorted({(r.origin, r.version) for r in registry.all_records()})
+    libs = {d: _version(d) for d in ("torch", "torchvision", "numpy", "xarray", "netCDF4", "optuna", "pydantic", "pluggy")}
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    attrs = {
+        "Conventions": "CF-1.11",
+        "title": study.header.description or study.name,
+        "source": f"lbgap {__version__}",
+        "history": f"{now}: lbgap study run {study.file}",
+        "references": study.header.reproduces,
+        "lbgap_study": study.name,
+        "lbgap_spec_json": study.to_json(),
+        "lbgap_spec_sha256": study.spec_hash,
+        "lbgap_version": __version__,
+        "lbgap_plugins_json": json.dumps({o: v for o, v in plugins}, sort_keys=True),
+        "lbgap_library_versions_json": json.dumps(libs, sort_keys=True),
+        "python_version": platform.python_version(),
+        "device": device,
+    }
+    attrs.update(extra or {})
+    return attrs

@@ -1,0 +1,102 @@
+"""One netCDF file per trial, written once and atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import xarray as xr
+
+from ..engine.train import TrialOutcome
+from .attrs import variable_attrs
+
+__all__ = ["trial_dataset", "write_atomic", "save_weights", "weights_dir", "coord_value"]
+
+
+def coord_value(value: Any) -> Any:
+    """A grid or search value as a netCDF-friendly coordinate (number or string)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def trial_dataset(outcome: TrialOutcome, coords: Mapping[str, Any]) -> xr.Dataset:
+    """Per-epoch history and end-of-training values of one trial.
+
+    ``coords`` are the scalar coordinates that place the trial in the study
+    (variant, grid values, seed, or trial number).
+    """
+    n_epochs = max((len(v) for v in outcome.history.values()), default=0)
+    epoch = np.arange(1, n_epochs + 1, dtype=np.int64)
+    data_vars: dict[str, Any] = {}
+    for name, values in outcome.history.items():
+        arr = np.asarray(values + [math.nan] * (n_epochs - len(values)), dtype=np.float64)
+        data_vars[name] = xr.Variable(("epoch",), arr, attrs=variable_attrs(name))
+    for name, value in outcome.end.items():
+        if isinstance(value, xr.DataArray):
+            attrs = {**variable_attrs(name), **value.attrs}
+            data_vars[name] = value.assign_attrs(attrs)
+        elif isinstance(value, torch.Tensor):
+            data_vars[name] = xr.Variable((), float(value), attrs=variable_attrs(name))
+        else:
+            data_vars[name] = xr.Variable((), float(value), attrs=variable_attrs(name))
+    plan = outcome.plan
+    scalars = {
+        "effective_learning_rate": float(plan.lr),
+        "planned_epochs": float(plan.epochs),
+        "time_scale": float(plan.time_scale),
+        "epochs_done": float(n_epochs),
+        "wall_time": float(outcome.wall_time),
+    }
+    for name, value in scalars.items():
+        data_vars[name] = xr.Variable((), value, attrs=variable_attrs(name))
+    data_vars["status"] = xr.Variable((), outcome.status, attrs=variable_attrs("status"))
+    data_vars["status_reason"] = xr.Variable((), outcome.reason, attrs=variable_attrs("status_reason"))
+    ds = xr.Dataset(data_vars, coords={"epoch": ("epoch", epoch, variable_attrs("epoch"))})
+    for name, value in coords.items():
+        ds = ds.assign_coords({name: coord_value(value)})
+        ds[name].attrs.update(variable_attrs(name))
+    ds.attrs["lbgap_trial_key"] = outcome.key
+    ds.attrs["data_description"] = outcome.data_description
+    return ds
+
+
+def write_atomic(ds: xr.Dataset, path: Path) -> None:
+    """Write ``ds`` to ``path`` through a temporary file in the same folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    encoding = {
+        name: {"zlib": True, "complevel": 4}
+        for name, var in ds.variables.items()
+        if var.dtype.kind == "f" and var.ndim > 0
+    }
+    ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def weights_dir(out_dir: Path, key: str) -> Path:
+    return Path(out_dir) / "weights" / key
+
+
+def save_weights(outcome: TrialOutcome, out_dir: Path) -> Path:
+    """Keep initial, final and checkpoint state dicts of a trial (atomic per file)."""
+    folder = weights_dir(out_dir, outcome.key)
+    folder.mkdir(parents=True, exist_ok=True)
+    items = {"initial": outcome.initial_state, "final": outcome.final_state}
+    items.update({f"epoch_{k}": v for k, v in outcome.checkpoints.items()})
+    for name, state in items.items():
+        target = folder / f"{name}.pt"
+        tmp = folder / f".{name}.pt.tmp-{os.getpid()}"
+        torch.save(state, tmp)
+        os.replace(tmp, target)
+    return folder

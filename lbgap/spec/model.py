@@ -1,0 +1,307 @@
+"""The study-spec models, built from the installed plugins.
+
+:func:`trial_config_model` makes the pydantic model of one trial's resolved
+configuration, with one discriminated union per plugin kind keyed on
+``name``. :class:`StudyHeader` holds the parts of a study file that are not a
+trial configuration (name, variants, grid, seeds, search).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, create_model, field_validator
+
+from ..plugin import PluginConfig, PluginRecord
+from ..registry import Registry
+
+__all__ = [
+    "EvalConfig",
+    "TrialConfigBase",
+    "WarmStart",
+    "SearchParam",
+    "SearchConfig",
+    "StudyHeader",
+    "trial_config_model",
+    "plugin_config_model",
+]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class EvalConfig(BaseModel):
+    """How and how often the model is evaluated."""
+
+    model_config = _STRICT
+
+    batch_size: PositiveInt = 2048
+    """Batch size of evaluation passes (it matters only with bn_mode=batch)."""
+    bn_mode: Literal["running", "batch"] = "running"
+    """BatchNorm at evaluation: running statistics, or the statistics of each
+    evaluation batch (Keras BatchNormalization mode=2, as Keskar's code)."""
+    every: PositiveInt = 1
+    """Evaluate every this many epochs (the last epoch is always evaluated)."""
+    train_metrics: Literal["eval_pass", "running"] = "eval_pass"
+    """``eval_pass``: train loss/accuracy from a separate pass over the training
+    set in evaluation mode after each epoch; ``running``: the mean over the
+    epoch's training batches (cheaper, mixes weights along the epoch)."""
+
+
+class WarmStart(BaseModel):
+    """Start from another trial's weights (piggyback, Keskar Fig. 5)."""
+
+    model_config = _STRICT
+
+    variant: str
+    """The variant whose trial (same seed and grid point) provides the weights."""
+    epochs: int = Field(ge=0)
+    """Take its weights after this many epochs (0: its initial weights)."""
+
+
+class TrialConfigBase(BaseModel):
+    """Fields of a trial configuration that are not plugins."""
+
+    model_config = _STRICT
+
+    batch_size: PositiveInt
+    """Global effective batch size (across accumulation steps and ranks)."""
+    epochs: PositiveInt
+    """Passes over the training set (regime plugins may change it)."""
+    grad_clip: Optional[PositiveFloat] = None
+    """Clip the global gradient norm to this value (Hoffer's code: 5.0); none if null."""
+    accumulation_steps: PositiveInt = 1
+    """Split each batch into this many sequential micro-batches (same update)."""
+    drop_last: bool = False
+    """Drop the last, smaller batch of an epoch (Hoffer's loader keeps it)."""
+    shuffle: bool = True
+    """Reshuffle the training set every epoch."""
+    eval: EvalConfig = EvalConfig()
+    """Evaluation settings."""
+    weight_distance_first_param: bool = False
+    """Also record ‖w_t − w_0‖ of the first parameter tensor only, as Hoffer's code logs."""
+    save_weights: bool = True
+    """Keep each trial's initial and final weights (needed for metrics after the fact)."""
+    checkpoint_epochs: list[int] = []
+    """Also keep weights after these epochs (a warm start from epoch k needs k here in its source)."""
+    warm_start: Optional[WarmStart] = None
+    """Initialise from another variant's weights (the driver runs that trial first)."""
+    deterministic: bool = True
+    """Use deterministic kernels where PyTorch has them."""
+
+    @field_validator("checkpoint_epochs")
+    @classmethod
+    def _sorted_unique(cls, v: list[int]) -> list[int]:
+        if any(e < 0 for e in v):
+            raise ValueError("checkpoint epochs must be ≥ 0")
+        return sorted(set(v))
+
+
+def plugin_config_model(rec: PluginRecord) -> type[BaseModel]:
+    """The record's configuration model with ``name: Literal[rec.name]`` added."""
+    return _named_config(rec.kind, rec.name, rec.config)
+
+
+@functools.lru_cache(maxsize=None)
+def _named_config(kind: str, name: str, config: type[PluginConfig]) -> type[BaseModel]:
+    title = f"{kind}:{name}"
+    model = create_model(
+        f"{kind.capitalize()}_{name}",
+        __base__=config,
+        name=(Literal[name], Field(description=f"the {kind} plugin to use")),
+    )
+    model.model_config = {**config.model_config, "title": title}
+    model.model_rebuild(force=True)
+    return model
+
+
+def _union(reg: Registry, kind: str) -> Any:
+    models = [plugin_config_model(r) for r in reg.of_kind(kind).values()]
+    if not models:
+        return None
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator="name")]
+
+
+_KIND_FIELDS: dict[str, tuple[str, bool, str]] = {
+    # field: (kind, is_list, doc)
+    "dataset": ("dataset", False, "The data set."),
+    "model": ("model", False, "The network."),
+    "optimizer": ("optimizer", False, "The optimizer (its lr is the base learning rate)."),
+    "schedule": ("schedule", False, "The learning-rate schedule."),
+    "regime": ("regime", True, "Training-plan transforms applied in order (LR scaling, regime adaptation)."),
+    "noise": ("noise", True, "Noise injectors."),
+    "metrics": ("metric", True, "Measurements during or after training."),
+    "stopping": ("stopping", True, "Stopping rules, checked at the end of every epoch."),
+}
+
+#: default plugin config used when a field is omitted (only where a default exists)
+_DEFAULTS: dict[str, dict[str, Any]] = {"schedule": {"name": "constant"}}
+
+
+def trial_config_model(reg: Registry) -> type[TrialConfigBase]:
+    """Build (and cache per registry) the model of a resolved trial config."""
+    cached = getattr(reg, "_trial_model", None)
+    if cached is not None:
+        return cached
+    fields: dict[str, Any] = {}
+    for field_name, (kind, is_list, doc) in _KIND_FIELDS.items():
+        union = _union(reg, kind)
+        if union is None:
+            if is_list:
+                fields[field_name] = (list[Any], Field(default_factory=list, max_length=0, description=doc))
+            continue
+        if is_list:
+            fields[field_name] = (list[union], Field(default_factory=list, description=doc))
+        elif field_name in _DEFAULTS and _DEFAULTS[field_name]["name"] in reg.of_kind(kind):
+            default = _DEFAULTS[field_name]
+            fields[field_name] = (union, Field(default_factory=lambda d=default, u=union: _validate(u, d), description=doc))
+        else:
+            fields[field_name] = (union, Field(description=doc))
+    model = create_model("TrialConfig", __base__=TrialConfigBase, **fields)
+    reg._trial_model = model  # type: ignore[attr-defined]
+    return model
+
+
+def _validate(tp: Any, value: Any) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(tp).validate_python(value)
+
+
+# ----------------------------------------------------------------- the header
+
+
+class SearchParam(BaseModel):
+    """One searched parameter: a distribution over a dotted config path."""
+
+    model_config = _STRICT
+
+    type: Literal["float", "int", "categorical", "pow2"]
+    """float/int: a range; categorical: a list of choices; pow2: powers of two in [low, high]."""
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+    """Sample on a log scale (float/int)."""
+    step: Optional[float] = None
+    choices: Optional[list[Any]] = None
+    """Values for ``categorical``: any YAML values (numbers, strings, lists of plugin configs)."""
+    labels: Optional[list[str]] = None
+    """Names for categorical choices that are not plain numbers or strings."""
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.type in ("float", "int", "pow2"):
+            if self.low is None or self.high is None:
+                raise ValueError(f"a {self.type} parameter needs low and high")
+            if not self.low < self.high:
+                raise ValueError("low must be below high")
+            if (self.log or self.type == "pow2") and self.low <= 0:
+                raise ValueError("low must be positive on a log scale")
+            if self.type == "pow2":
+                lo, hi = int(self.low), int(self.high)
+                if lo != self.low or hi != self.high or lo & (lo - 1) or hi & (hi - 1):
+                    raise ValueError("pow2 bounds must be powers of two")
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty list of choices")
+            if self.labels is not None and len(self.labels) != len(self.choices):
+                raise ValueError("labels must match choices one to one")
+        elif self.choices is not None:
+            raise ValueError(f"choices only apply to categorical parameters, not {self.type}")
+
+
+class SamplerConfig(BaseModel):
+    model_config = _STRICT
+
+    type: Literal["tpe", "random", "grid"] = "tpe"
+    """Optuna sampler (grid enumerates categorical/pow2 parameters)."""
+    seed: int = 0
+    """Sampler seed (fixed for reproducible searches)."""
+
+
+class PrunerConfig(BaseModel):
+    model_config = _STRICT
+
+    type: Literal["none", "median"] = "median"
+    n_startup_trials: int = Field(5, ge=0)
+    """Trials completed before pruning starts."""
+    n_warmup_steps: int = Field(2, ge=0)
+    """Epochs of a trial before it can be pruned."""
+
+
+class SearchConfig(BaseModel):
+    """Turns a study into a search: distributions, objective, sampler, budget."""
+
+    model_config = _STRICT
+
+    params: dict[str, SearchParam] = Field(min_length=1)
+    """Dotted config paths (``optimizer.lr``, ``batch_size``...) and their distributions."""
+    objective: Literal["test_accuracy", "generalization_gap", "test_loss", "train_loss"] = "test_accuracy"
+    """Final-epoch value, averaged over seeds. generalization_gap = train − test accuracy."""
+    direction: Optional[Literal["maximize", "minimize"]] = None
+    """Default: maximize accuracy, minimize loss and gap."""
+    sampler: SamplerConfig = SamplerConfig()
+    pruner: PrunerConfig = PrunerConfig()
+    n_trials: PositiveInt = 20
+    """Trial budget (over all workers)."""
+
+    @property
+    def resolved_direction(self) -> str:
+        if self.direction is not None:
+            return self.direction
+        return "maximize" if self.objective == "test_accuracy" else "minimize"
+
+
+class StudyHeader(BaseModel):
+    """The parts of a study file around the trial configuration."""
+
+    model_config = _STRICT
+
+    study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    """Name of the study (letters, digits, ``_.-``)."""
+    description: str = ""
+    reproduces: str = ""
+    """The paper, table or figure this study reproduces, and at what scale."""
+    base: dict[str, Any]
+    """The configuration every trial starts from."""
+    variants: dict[str, Optional[dict[str, Any]]] = {}
+    """Named arms: overrides of ``base`` (deep-merged; a plugin section with a new name replaces the old)."""
+    grid: dict[str, list[Any]] = {}
+    """Dotted config paths and the values to cross (each becomes a results dimension)."""
+    seeds: list[int] = Field(default=[0], min_length=1)
+    """Seeds; every cell of variants × grid runs once per seed."""
+    search: Optional[SearchConfig] = None
+    """An Optuna search instead of (or beside) a grid."""
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        import re
+
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
+                raise ValueError(f"variant name {name!r} may hold only letters, digits and _.-")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_nonempty(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for path, values in v.items():
+            if not values:
+                raise ValueError(f"grid {path}: needs at least one value")
+            try:
+                if len({repr(x) for x in values}) != len(values):
+                    raise ValueError(f"grid {path}: repeated values")
+            except TypeError:  # pragma: no cover
+                pass
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        if any(s < 0 for s in v):
+            raise ValueError("seeds must be ≥ 0")
+        return v

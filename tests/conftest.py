@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def toy_registry():
+    """A registry of the built-in training plugins plus the toy data and model."""
+    import lbgap_training
+    import toy_plugins
+
+    from lbgap.registry import Registry
+
+    return Registry.from_plugins(
+        [("training", lbgap_training, "lbgap", "0"), ("toy", toy_plugins, "tests", "0")]
+    )
+
+
+TOY_SPEC = """\
+study: toy
+description: toy study for tests
+base:
+  dataset: {name: blobs}
+  model: {name: tiny_mlp}
+  optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
+  schedule: {name: multistep, milestones: [2], gamma: 0.1}
+  batch_size: 32
+  epochs: 3
+variants:
+  small: {}
+  large:
+    batch_size: 128
+    regime:
+      - {name: lr_scaling, rule: sqrt, reference_batch: 32}
+seeds: [0, 1]
+"""
+
+
+@pytest.fixture
+def toy_spec_text() -> str:
+    return TOY_SPEC
