@@ -184,3 +184,19 @@ def lbgap_trial_end(trial: "TrialContext", results: dict[str, Any]) -> None:
     :param trial: the trial's context; ``trial.status`` says how it ended.
     :param results: end-of-training values so far.
     """
+
+
+# --------------------------------------------------------------------- report
+
+
+@hookspec
+def lbgap_report_figures(results: Any, out_dir: Any) -> list[Any]:
+    """Draw figures of a finished study for ``lbgap report``.
+
+    Called with every implementation; each draws the figures it knows how to
+    make from the variables present (and draws nothing otherwise).
+
+    :param results: the study's combined ``xarray.Dataset`` (``results.nc``).
+    :param out_dir: a ``pathlib.Path`` folder to write PNG files into.
+    :return: a list of ``(title, path)`` pairs of the figures written.
+    """

@@ -73,7 +73,8 @@ class PluginRecord:
         if self.summary:
             return self.summary
         doc = (self.config.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        first_paragraph = doc.split("\n\n")[0]
+        return " ".join(line.strip() for line in first_paragraph.splitlines())
 
 
 @dataclass(frozen=True, kw_only=True)

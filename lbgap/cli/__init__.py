@@ -1,0 +1,5 @@
+"""Command-line interface."""
+
+from .main import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,200 @@
+"""The ``lbgap`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Reproducible studies of the large-batch generalization gap.", no_args_is_help=True)
+study_app = typer.Typer(help="Run, resume and validate studies.", no_args_is_help=True)
+plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+app.add_typer(plugins_app, name="plugins")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_USAGE = 2
+
+
+def _registry():
+    from ..registry import DuplicatePluginError, get_registry
+
+    try:
+        reg = get_registry()
+    except DuplicatePluginError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    for f in reg.failures:
+        err.print(f"[yellow]warning:[/] plugin {f.name!r} ({f.origin}) could not be loaded: {f.reason}")
+    return reg
+
+
+def _load(spec: Path):
+    from ..spec import SpecError, load_study
+
+    try:
+        return load_study(spec, _registry())
+    except SpecError as exc:
+        for issue in exc.issues:
+            err.print(str(issue), markup=False, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _run(study, out_dir: Path, device: str, storage: Optional[str], report: bool, max_trials: Optional[int]) -> None:
+    from ..driver.run import StudyFolderError, run_study
+    from .progress import RichReporter
+
+    try:
+        with RichReporter(err) as reporter:
+            summary = run_study(study, out_dir, device=device, storage=storage, reporter=reporter, max_trials=max_trials)
+    except StudyFolderError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted:[/] finished trials are kept; continue with `lbgap study resume {out_dir}`")
+        raise typer.Exit(130) from None
+    if summary.diverged:
+        err.print(f"[yellow]{len(summary.diverged)} trial(s) diverged[/] (recorded with status 'diverged')")
+    if summary.failed:
+        err.print(f"[red]{len(summary.failed)} trial(s) failed:[/] {', '.join(summary.failed)}; run again to retry them")
+    if summary.results is None:
+        err.print(f"[yellow]the study is not finished[/]; continue with `lbgap study resume {out_dir}`")
+        raise typer.Exit(1 if summary.failed else 0)
+    out.print(f"results: {summary.results}")
+    if report:
+        from ..report import make_report
+
+        md = make_report(out_dir)
+        out.print(f"report: {md}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+
+
+@study_app.command("run")
+def study_run(
+    spec: Path = typer.Argument(..., help="The study file (YAML)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default runs/<study name>)."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    storage: Optional[str] = typer.Option(
+        None, help="Optuna storage URL for many workers (postgresql://...); default: a journal file in the output folder."
+    ),
+    report: bool = typer.Option(True, help="Write figures and a summary after the run."),
+    max_trials: Optional[int] = typer.Option(None, help="Stop after training this many trials (resume later)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run a study (or continue it, if its output folder exists)."""
+    _setup_logging(verbose)
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        err.print(f"[red]error:[/] --device must be cpu, cuda, cuda:N or auto, not {device!r}")
+        raise typer.Exit(EXIT_USAGE)
+    study = _load(spec)
+    _run(study, out_dir or Path("runs") / study.name, device, storage, report, max_trials)
+
+
+@study_app.command("resume")
+def study_resume(
+    out_dir: Path = typer.Argument(..., help="The output folder of an interrupted run."),
+    device: str = typer.Option("auto"),
+    report: bool = typer.Option(True),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Continue an interrupted study without redoing finished trials."""
+    _setup_logging(verbose)
+    spec = out_dir / "spec.yaml"
+    meta = out_dir / "study.json"
+    if not spec.exists() or not meta.exists():
+        err.print(f"[red]error:[/] {out_dir} is not a study folder (no spec.yaml/study.json)")
+        raise typer.Exit(EXIT_USAGE)
+    storage = json.loads(meta.read_text()).get("storage")
+    study = _load(spec)
+    _run(study, out_dir, device, storage, report, None)
+
+
+@study_app.command("validate")
+def study_validate(spec: list[Path] = typer.Argument(..., help="Study files.")) -> None:
+    """Check study files; print their trials. Exit status 2 on a bad file."""
+    bad = False
+    from ..spec import SpecError, load_study
+
+    reg = _registry()
+    for path in spec:
+        try:
+            study = load_study(path, reg)
+        except SpecError as exc:
+            bad = True
+            for issue in exc.issues:
+                err.print(str(issue), markup=False, highlight=False)
+            continue
+        n = len(study.cells()) if study.search is None else study.search.n_trials * len(study.seeds)
+        out.print(f"{path}: ok — study {study.name!r}, {len(study.variants)} variant(s), {n} trial(s)")
+    if bad:
+        raise typer.Exit(EXIT_USAGE)
+
+
+@plugins_app.command("list")
+def plugins_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Every installed plugin with its kind, origin package and version."""
+    reg = _registry()
+    rows = [
+        {"kind": r.kind, "name": r.name, "origin": r.origin, "version": r.version, "summary": r.describe()}
+        for r in reg.all_records()
+    ]
+    failures = [{"name": f.name, "origin": f.origin, "reason": f.reason} for f in reg.failures]
+    if as_json:
+        out.print_json(json.dumps({"plugins": rows, "failed": failures}))
+        return
+    table = Table(title="lbgap plugins")
+    for col in ("kind", "name", "origin", "version", "summary"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["kind"], r["name"], r["origin"], r["version"], r["summary"])
+    out.print(table)
+
+
+@app.command("schema")
+def schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file instead of stdout.")) -> None:
+    """Print the JSON Schema of study files with the installed plugins."""
+    from ..spec.schema import study_json_schema
+
+    text = json.dumps(study_json_schema(_registry()), indent=2)
+    if output:
+        output.write_text(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@app.command("report")
+def report(out_dir: Path = typer.Argument(..., help="A study output folder holding results.nc.")) -> None:
+    """Figures (PNG) and a markdown summary of a finished study."""
+    from ..report import make_report
+
+    if not (out_dir / "results.nc").exists():
+        err.print(f"[red]error:[/] {out_dir / 'results.nc'} does not exist (is the study finished?)")
+        raise typer.Exit(EXIT_USAGE)
+    md = make_report(out_dir)
+    out.print(f"report: {md}")
+
+
+def main() -> None:
+    app()

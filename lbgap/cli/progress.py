@@ -1,0 +1,68 @@
+"""Rich progress bars for ``lbgap study run``: trials, epochs and ETA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class RichReporter:
+    """Implements :class:`lbgap.driver.progress.Reporter` with rich."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.study_task = None
+        self.trial_task = None
+
+    def __enter__(self) -> "RichReporter":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def study_start(self, total: int, done: int) -> None:
+        self.study_task = self.progress.add_task("trials", total=total, completed=done, info="")
+
+    def trial_start(self, key: str, epochs: int, steps_per_epoch: int) -> None:
+        if self.trial_task is not None:
+            self.progress.remove_task(self.trial_task)
+        self.trial_task = self.progress.add_task(f"  {key}", total=epochs, info="")
+
+    def step(self, key: str, step: int) -> None:
+        pass
+
+    def epoch_end(self, key: str, epoch: int, record: dict[str, Any]) -> None:
+        if self.trial_task is None:
+            return
+        acc = record.get("test_accuracy")
+        info = f"test acc {acc:.3f}" if acc is not None and acc == acc else ""
+        task = self.progress.tasks[self.progress.task_ids.index(self.trial_task)]
+        total = max(task.total or 0, epoch)
+        self.progress.update(self.trial_task, completed=epoch, total=total, info=info)
+
+    def trial_end(self, key: str, status: str, summary: str) -> None:
+        if self.study_task is not None:
+            self.progress.advance(self.study_task)
+        style = {"completed": "green", "diverged": "red", "stopped": "yellow", "pruned": "yellow"}.get(status, "white")
+        self.progress.console.print(f"[{style}]{status:9s}[/] {key}  {summary}")

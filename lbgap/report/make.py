@@ -1,0 +1,199 @@
+"""Learning curves with seed bands, ‖w − w₀‖ against log(step) (Hoffer et al.
+Fig. 2), a table of final accuracies (mean ± std over seeds), and the figures
+of any plugin implementing ``lbgap_report_figures``."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from ..registry import get_registry  # noqa: E402
+
+__all__ = ["make_report", "final_values", "final_table"]
+
+log = logging.getLogger(__name__)
+
+
+def final_values(ds: xr.Dataset, name: str) -> xr.DataArray:
+    """The last non-NaN value along ``epoch`` of a per-epoch variable."""
+    da = ds[name]
+    valid = da.notnull()
+    last = valid.cumsum("epoch").argmax("epoch")  # index of the last valid epoch
+    out = da.isel(epoch=last)
+    return out.where(valid.any("epoch"))
+
+
+def _groups(ds: xr.Dataset) -> list[dict[str, Any]]:
+    """Selections, one per line/row: every index except seed and epoch."""
+    dims = [d for d in ds[ "test_accuracy"].dims if d not in ("seed", "epoch")]
+    values = [ds[d].values.tolist() for d in dims]
+    return [dict(zip(dims, combo)) for combo in itertools.product(*values)]
+
+
+def _label(sel: dict[str, Any]) -> str:
+    parts = []
+    for k, v in sel.items():
+        parts.append(str(v) if k == "variant" else f"{k}={v}")
+    return ", ".join(parts) or "all"
+
+
+def final_table(ds: xr.Dataset) -> list[dict[str, Any]]:
+    rows = []
+    finals = {n: final_values(ds, n) for n in ("train_accuracy", "test_accuracy", "test_loss") if n in ds}
+    for sel in _groups(ds):
+        row: dict[str, Any] = {"label": _label(sel), "sel": sel}
+        for name, da in finals.items():
+            v = da.sel(sel).values.astype(float)
+            v = v[~np.isnan(v)]
+            row[name] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)) if len(v) else (math.nan, math.nan, 0)
+        if "epochs_done" in ds:
+            row["epochs"] = float(np.nanmean(ds["epochs_done"].sel(sel).values))
+        if "status" in ds:
+            row["status"] = sorted(set(np.atleast_1d(ds["status"].sel(sel).values).tolist()))
+        rows.append(row)
+    return rows
+
+
+def _band(ax, x: np.ndarray, y: np.ndarray, label: str, color) -> None:
+    """Mean line and min–max band over seeds (y: [seed, epoch])."""
+    with np.errstate(all="ignore"):
+        mean = np.nanmean(y, axis=0)
+        lo, hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
+    ax.plot(x, mean, label=label, color=color)
+    ax.fill_between(x, lo, hi, alpha=0.2, color=color, linewidth=0)
+
+
+def _curves(ds: xr.Dataset, fig_dir: Path) -> list[tuple[str, Path]]:
+    figs = []
+    panels = [(n, t) for n, t in (("train_loss", "training loss"), ("test_loss", "test loss"),
+                                    ("train_accuracy", "training accuracy"), ("test_accuracy", "test accuracy")) if n in ds]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    epochs = ds["epoch"].values
+    for i, sel in enumerate(_groups(ds)):
+        sub = ds.sel(sel)
+        for ax, (name, title) in zip(axes[0], panels):
+            y = np.atleast_2d(sub[name].transpose("seed", "epoch").values)
+            _band(ax, epochs, y, _label(sel), colors[i % len(colors)])
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+    for ax, (name, _t) in zip(axes[0], panels):
+        if "loss" in name:
+            ax.set_yscale("log")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Learning curves (mean over seeds, band: min–max)")
+    fig.tight_layout()
+    path = fig_dir / "learning_curves.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    figs.append(("Learning curves", path))
+
+    if "weight_distance" in ds and "step" in ds:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for i, sel in enumerate(_groups(ds)):
+            sub = ds.sel(sel)
+            d = np.atleast_2d(sub["weight_distance"].transpose("seed", "epoch").values)
+            s = np.atleast_2d(sub["step"].transpose("seed", "epoch").values)
+            x = np.nanmean(s, axis=0)
+            ok = ~np.isnan(x)
+            _band(ax, x[ok], d[:, ok], _label(sel), colors[i % len(colors)])
+        ax.set_xscale("log")
+        ax.set_xlabel("optimizer steps (log scale)")
+        ax.set_ylabel("‖w_t − w_0‖")
+        ax.set_title("Distance from initialization (Hoffer et al. Fig. 2)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = fig_dir / "weight_distance.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        figs.append(("Distance from initialization against log(step)", path))
+    return figs
+
+
+def _search_figures(ds: xr.Dataset, fig_dir: Path) -> list[tuple[str, Path]]:
+    names = [c for c in ds.coords if ds[c].dims == ("trial",) and c != "trial" and np.issubdtype(ds[c].dtype, np.number)]
+    if not names or "objective" not in ds:
+        return []
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        x = ds[name].values.astype(float)
+        ax.scatter(x, ds["objective"].values, s=18)
+        if np.all(x > 0) and x.max() / max(x.min(), 1e-300) > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("objective")
+    fig.suptitle("Search: objective against each searched parameter")
+    fig.tight_layout()
+    path = fig_dir / "search.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [("Search objective against parameters", path)]
+
+
+def _fmt(m: tuple[float, float, int], pct: bool = True) -> str:
+    mean, std, n = m
+    if n == 0:
+        return "—"
+    if pct:
+        return f"{100 * mean:.2f} ± {100 * std:.2f}"
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def make_report(out_dir: Path) -> Path:
+    """Write ``out_dir/report/summary.md`` and PNG figures; return the markdown path."""
+    out_dir = Path(out_dir)
+    with xr.open_dataset(out_dir / "results.nc") as f:
+        ds = f.load()
+    rep = out_dir / "report"
+    rep.mkdir(exist_ok=True)
+    figs = _curves(ds, rep)
+    if "trial" in ds.dims:
+        figs += _search_figures(ds, rep)
+    try:
+        for result in get_registry().pm.hook.lbgap_report_figures(results=ds, out_dir=rep):
+            figs += list(result or [])
+    except Exception:  # a plugin's figure must not lose the report
+        log.exception("a plugin's report figure failed")
+    lines = [f"# {ds.attrs.get('lbgap_study', 'study')}", ""]
+    if ds.attrs.get("title"):
+        lines += [ds.attrs["title"], ""]
+    if ds.attrs.get("references"):
+        lines += [f"Reproduces: {ds.attrs['references']}", ""]
+    if ds.attrs.get("data_description"):
+        lines += [f"Data: {ds.attrs['data_description']}", ""]
+    n_seeds = ds.sizes.get("seed", 1)
+    lines += [f"Final values, mean ± standard deviation over {n_seeds} seed(s) (accuracies in %).", ""]
+    lines += ["| arm | train accuracy | test accuracy | test loss | epochs | status |", "|---|---|---|---|---|---|"]
+    for row in final_table(ds):
+        lines.append(
+            f"| {row['label']} | {_fmt(row.get('train_accuracy', (0, 0, 0)))} | {_fmt(row.get('test_accuracy', (0, 0, 0)))} "
+            f"| {_fmt(row.get('test_loss', (0, 0, 0)), pct=False)} | {row.get('epochs', float('nan')):.0f} | {', '.join(row.get('status', []))} |"
+        )
+    lines.append("")
+    if "trial" in ds.dims and "objective" in ds:
+        order = np.argsort(-np.nan_to_num(ds["objective"].values, nan=-np.inf))
+        if ds.attrs.get("optuna_direction") == "minimize":
+            order = order[::-1]
+        lines += ["## Search trials (best first)", ""]
+        params = [c for c in ds.coords if ds[c].dims == ("trial",) and c != "trial"]
+        lines += ["| trial | " + " | ".join(params) + " | objective | state |", "|---" * (len(params) + 3) + "|"]
+        for i in order:
+            vals = " | ".join(str(ds[p].values[i]) for p in params)
+            lines.append(f"| {int(ds['trial'].values[i])} | {vals} | {ds['objective'].values[i]:.4f} | {ds['trial_state'].values[i]} |")
+        lines.append("")
+    lines += ["## Figures", ""]
+    for title, path in figs:
+        lines += [f"### {title}", "", f"![{title}]({Path(path).name})", ""]
+    md = rep / "summary.md"
+    md.write_text("\n".join(lines))
+    return md
