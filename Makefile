@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh clone:
+#   make study   — install, then run studies/hoffer_regime.yaml and write its report
+#   make test    — install, then run the default test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OUT    ?= runs/hoffer_regime
+
+.PHONY: study test test-slow bench lint docs clean
+
+$(BIN)/lbgap: pyproject.toml constraints.txt examples/lbgap-example-plugin/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	@touch $@
+
+study: $(BIN)/lbgap
+	$(BIN)/lbgap study run studies/hoffer_regime.yaml --out $(OUT)
+
+test: $(BIN)/lbgap
+	$(BIN)/python -m pytest -q
+
+test-slow: $(BIN)/lbgap
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(BIN)/lbgap
+	$(BIN)/python -m bench
+
+lint: $(BIN)/lbgap
+	$(BIN)/ruff check lbgap plugins tests bench
+
+docs: $(BIN)/lbgap
+	$(BIN)/python -m lbgap.docgen docs/hooks.md
+
+clean:
+	rm -rf $(VENV) runs
