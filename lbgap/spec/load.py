@@ -153,7 +153,7 @@ def load_study_text(text: str, file: str = "<string>", registry: Optional[Regist
     try:
         doc = load_yaml(file, text)
     except YAMLSyntaxError as exc:
-        raise SpecError([SpecIssue(exc.file, exc.line, "", exc.message)]) from None
+        raise SpecError([SpecIssue(exc.file, exc.line, exc.path, exc.message)]) from None
     return _Validator(doc, reg).run(text)
 
 
@@ -202,6 +202,16 @@ class _Validator:
             raise SpecError(self.issues) from None
 
         base = header.base
+        for name, values in header.variants.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
+                self.add(("variants", name), f"variant name {name!r} may hold only letters, digits and _.-")
+        for path, values in header.grid.items():
+            if not values:
+                self.add(("grid", path), "needs at least one value")
+            elif len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
+                self.add(("grid", path), "repeated values")
+        if self.issues:
+            raise SpecError(self.issues)
         self._check_plugin_names(base, ("base",))
         base_cfg = None
         if not self.issues:
@@ -302,8 +312,11 @@ class _Validator:
                     except ValidationError as exc:
                         for err in exc.errors(include_url=False):
                             loc = ".".join(str(p) for p in _clean_loc(err["loc"], cfg))
-                            self.add(ypath + (i,), f"{_message(err, _clean_loc(err['loc'], cfg), cfg, self)} (at {loc}, variant {name})", display=ypath + (i,))
+                            self.add(ypath + (i,), f"{_message(err, _clean_loc(err['loc'], cfg), cfg, self)} (at {loc})")
                         break
+                else:
+                    continue
+                break  # one report per grid path, not one per variant
         return grid_paths, grid_values
 
     def _check_search(self, header: StudyHeader, variant_dicts, variants, grid_paths) -> None:
@@ -404,7 +417,7 @@ def _message(err: dict, loc: tuple, data: Any, v: "_Validator") -> str:
     if "input" in err and typ not in ("union_tag_invalid", "union_tag_not_found"):
         shown = err["input"]
         if isinstance(shown, (dict, list)):
-            shown = type(shown).__name__
+            return msg
         return f"{msg} (got {shown!r})"
     return msg
 

@@ -274,29 +274,6 @@ class StudyHeader(BaseModel):
     search: Optional[SearchConfig] = None
     """An Optuna search instead of (or beside) a grid."""
 
-    @field_validator("variants")
-    @classmethod
-    def _variant_names(cls, v: dict[str, Any]) -> dict[str, Any]:
-        import re
-
-        for name in v:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
-                raise ValueError(f"variant name {name!r} may hold only letters, digits and _.-")
-        return v
-
-    @field_validator("grid")
-    @classmethod
-    def _grid_nonempty(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for path, values in v.items():
-            if not values:
-                raise ValueError(f"grid {path}: needs at least one value")
-            try:
-                if len({repr(x) for x in values}) != len(values):
-                    raise ValueError(f"grid {path}: repeated values")
-            except TypeError:  # pragma: no cover
-                pass
-        return v
-
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, v: list[int]) -> list[int]:

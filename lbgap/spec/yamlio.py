@@ -25,11 +25,12 @@ Path_ = tuple[Any, ...]
 class YAMLSyntaxError(Exception):
     """A file that is not valid YAML (or not a mapping at the top)."""
 
-    def __init__(self, file: str, line: int, message: str) -> None:
-        super().__init__(f"{file}:{line}: {message}")
+    def __init__(self, file: str, line: int, message: str, path: str = "") -> None:
+        super().__init__(f"{file}:{line}: {path + ': ' if path else ''}{message}")
         self.file = file
         self.line = line
         self.message = message
+        self.path = path
 
 
 @dataclass
@@ -138,6 +139,6 @@ def load_yaml(source: str | Path, text: str | None = None) -> LoadedYAML:
         line = LoadedYAML(None, file, positions).line_of(exc.path)
         where = ".".join(str(p) for p in exc.path) or "document"
         raise YAMLSyntaxError(
-            file, line, f"{where}: YAML tags ({exc.tag}) are not allowed in a study file"
+            file, line, f"YAML tags ({exc.tag}) are not allowed in a study file", path=where
         ) from None
     return LoadedYAML(data=data, file=file, positions=positions)

@@ -1,0 +1,110 @@
+"""Malformed study files: each gives ``file:line: field.path: message``."""
+
+from __future__ import annotations
+
+import pytest
+
+from lbgap.spec import SpecError, load_study_text
+
+GOOD = """\
+study: toy
+base:
+  dataset: {name: blobs}
+  model: {name: tiny_mlp, width: 8}
+  optimizer: {name: sgd, lr: 0.1}
+  batch_size: 32
+  epochs: 2
+variants:
+  small: {}
+  large: {batch_size: 128}
+seeds: [0, 1]
+"""
+
+
+def _replace(old: str, new: str) -> str:
+    assert old in GOOD, old
+    return GOOD.replace(old, new)
+
+
+# (id, text, expected line, expected field path, a fragment of the message)
+CASES = [
+    ("yaml-syntax", GOOD.replace("seeds: [0, 1]", "seeds: [0, 1"), 12, "", "YAML syntax error"),
+    ("duplicate-key", GOOD.replace("  epochs: 2\n", "  epochs: 2\n  epochs: 3\n"), 8, "", "duplicate key"),
+    ("not-a-mapping", "- just\n- a list\n", 1, "", "must be a mapping"),
+    ("empty-file", "", 1, "", "empty"),
+    ("python-tag", GOOD.replace("epochs: 2", "epochs: !!python/object/apply:os.system ['ls']"), 7, "base.epochs", "tags"),
+    ("unknown-top-key", GOOD + "seed: [3]\n", 12, "seed", "unknown key 'seed' (did you mean 'seeds'?)"),
+    ("missing-study", GOOD.replace("study: toy\n", ""), 1, "study", "required setting 'study' is missing"),
+    ("bad-study-name", GOOD.replace("study: toy", "study: my study!"), 1, "study", "should match pattern"),
+    ("unknown-base-key", _replace("  epochs: 2\n", "  epochs: 2\n  epocs: 3\n"), 8, "base.epocs", "unknown key 'epocs'"),
+    ("negative-batch", _replace("batch_size: 32", "batch_size: -32"), 6, "base.batch_size", "greater than 0 (got -32)"),
+    ("zero-epochs", _replace("epochs: 2", "epochs: 0"), 7, "base.epochs", "greater than 0"),
+    ("wrong-type", _replace("epochs: 2", "epochs: two"), 7, "base.epochs", "valid integer"),
+    ("unknown-model", _replace("name: tiny_mlp", "name: tiny_mpl"), 4, "base.model.name", "unknown model plugin 'tiny_mpl' (did you mean 'tiny_mlp'?)"),
+    ("missing-plugin-name", _replace("dataset: {name: blobs}", "dataset: {n_train: 10}"), 3, "base.dataset", "missing 'name'"),
+    ("plugin-unknown-key", _replace("{name: tiny_mlp, width: 8}", "{name: tiny_mlp, widht: 8}"), 4, "base.model.widht", "did you mean 'width'"),
+    ("plugin-bad-value", _replace("{name: sgd, lr: 0.1}", "{name: sgd, lr: -0.1}"), 5, "base.optimizer.lr", "greater than 0"),
+    ("plugin-constraint", _replace("{name: sgd, lr: 0.1}", "{name: sgd, lr: 0.1, nesterov: true}"), 5, "base.optimizer", "nesterov needs momentum"),
+    ("missing-required", _replace("  batch_size: 32\n", ""), 2, "base.batch_size", "required setting 'batch_size' is missing"),
+    ("variant-bad-value", _replace("large: {batch_size: 128}", "large: {batch_size: 0}"), 10, "variants.large.batch_size", "greater than 0"),
+    ("variant-unknown-key", _replace("large: {batch_size: 128}", "large: {batch: 128}"), 10, "variants.large.batch", "unknown key 'batch'"),
+    ("variant-unknown-plugin", _replace("large: {batch_size: 128}", "large: {optimizer: {name: rmsprop, lr: 1}}"), 10, "variants.large.optimizer.name", "unknown optimizer plugin 'rmsprop'"),
+    ("variant-bad-name", _replace("  large:", "  large one:"), 10, "variants.large one", "may hold only"),
+    ("seeds-duplicate", _replace("seeds: [0, 1]", "seeds: [1, 1]"), 11, "seeds", "distinct"),
+    ("seeds-empty", _replace("seeds: [0, 1]", "seeds: []"), 11, "seeds", "at least 1 item"),
+    ("grid-bad-value", GOOD + "grid:\n  batch_size: [16, -4]\n", 13, "grid.batch_size.1", "greater than 0"),
+    ("grid-unknown-path", GOOD + "grid:\n  optimizer.lrr: [0.1]\n", 13, "grid.optimizer.lrr.0", "unknown key 'lrr'"),
+    ("grid-reserved-dim", GOOD + "grid:\n  model.seed: [1]\n", 13, "grid.model.seed", "reserved"),
+    ("grid-empty", GOOD + "grid:\n  batch_size: []\n", 13, "grid.batch_size", "at least one value"),
+    ("schedule-milestones", _replace("  epochs: 2\n", "  epochs: 2\n  schedule: {name: multistep, milestones: [5, 3], gamma: 0.1}\n"), 8, "base.schedule", "strictly increasing"),
+    ("regime-list-item", _replace("  epochs: 2\n", "  epochs: 2\n  regime:\n    - {name: lr_scaling, rule: cube, reference_batch: 32}\n"), 9, "base.regime.0.rule", "'none', 'linear' or 'sqrt'"),
+    ("eval-bn-mode", _replace("  epochs: 2\n", "  epochs: 2\n  eval: {bn_mode: keras}\n"), 8, "base.eval.bn_mode", "'running' or 'batch'"),
+    ("warm-start-unknown", _replace("large: {batch_size: 128}", "large: {warm_start: {variant: tiny, epochs: 1}}"), 10, "variants.large.warm_start.variant", "unknown variant 'tiny'"),
+    ("search-bad-bounds", GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + "search:\n  params:\n    optimizer.lr: {type: float, low: 1.0, high: 0.1, log: true}\n", 11, "search.params.optimizer.lr", "low must be below high"),
+    ("search-with-grid", GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + "grid:\n  batch_size: [8]\nsearch:\n  params:\n    batch_size: {type: pow2, low: 8, high: 64}\n", 11, "search", "either a grid or a search"),
+    ("search-unknown-path", GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + "search:\n  params:\n    optimizer.momentun: {type: float, low: 0.0, high: 0.9}\n", 11, "search.params.optimizer.momentun", "not valid here"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_malformed_spec_is_reported_with_line_and_path(case, toy_registry):
+    _id, text, line, path, fragment = case
+    with pytest.raises(SpecError) as info:
+        load_study_text(text, "studies/bad.yaml", toy_registry)
+    issues = info.value.issues
+    rendered = "\n".join(str(i) for i in issues)
+    match = [i for i in issues if i.line == line and i.path == path and fragment in i.message]
+    assert match, f"expected line {line}, path {path!r}, message with {fragment!r}; got:\n{rendered}"
+    assert str(match[0]).startswith(f"studies/bad.yaml:{line}: ")
+
+
+def test_good_spec_loads(toy_registry):
+    study = load_study_text(GOOD, "good.yaml", toy_registry)
+    assert list(study.variants) == ["small", "large"]
+    assert study.variants["large"].batch_size == 128
+    assert study.variants["small"].model.width == 8  # merged from base
+    assert len(study.cells()) == 4
+
+
+def test_every_problem_is_reported_at_once(toy_registry):
+    text = _replace("batch_size: 32", "batch_size: -1").replace("epochs: 2", "epochs: -2")
+    with pytest.raises(SpecError) as info:
+        load_study_text(text, "bad.yaml", toy_registry)
+    paths = {i.path for i in info.value.issues}
+    assert {"base.batch_size", "base.epochs"} <= paths
+
+
+def test_yaml_1_2_floats_and_booleans(toy_registry):
+    from lbgap.spec.yamlio import load_yaml
+
+    doc = load_yaml("x.yaml", "lr: 1e-3\nflag: no\nother: off\n").data
+    assert doc == {"lr": 0.001, "flag": "no", "other": "off"}  # YAML 1.1 would give "1e-3", False, False
+    study = load_study_text(_replace("{name: sgd, lr: 0.1}", "{name: sgd, lr: 1e-3}"), "ok.yaml", toy_registry)
+    assert study.variants["small"].optimizer.lr == pytest.approx(1e-3)
+
+
+def test_variant_with_other_plugin_replaces_section(toy_registry):
+    text = _replace("large: {batch_size: 128}", "large: {optimizer: {name: adam}}")
+    study = load_study_text(text, "ok.yaml", toy_registry)
+    assert study.variants["large"].optimizer.name == "adam"
+    assert study.variants["large"].optimizer.lr == pytest.approx(1e-3)  # adam's default, not sgd's 0.1
