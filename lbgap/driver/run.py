@@ -410,8 +410,8 @@ def _run_search(study: Study, runner: _Runner, storage_url: Optional[str], max_t
                 if outcome.status == "diverged":
                     diverged.append(key)
         except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
             ostudy.tell(trial, state=TrialState.FAIL)
-            trial_interrupted(ostudy, trial)
             raise
         except Exception as exc:
             log.exception("search trial %d failed", number)
@@ -432,10 +432,6 @@ def _run_search(study: Study, runner: _Runner, storage_url: Optional[str], max_t
     if n_finished >= budget:
         results = _combine_search(study, runner, ostudy)
     return RunSummary(runner.out_dir, results, trained, 0, failed, diverged)
-
-
-def trial_interrupted(ostudy: optuna.Study, trial: optuna.Trial) -> None:
-    ostudy._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
 
 
 def _combine_search(study: Study, runner: _Runner, ostudy: optuna.Study) -> Path:

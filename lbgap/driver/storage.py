@@ -44,8 +44,8 @@ def fail_stale_trials(study: optuna.Study) -> int:
     """
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         n += 1
     if n:
         log.info("marked %d interrupted trial(s) as failed", n)
