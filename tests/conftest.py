@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -7,15 +8,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def _load_toy_plugins():
+    """Import tests/toy_plugins.py as ``toy_plugins`` without putting tests/ on
+    sys.path (test folders are named like the plugin packages they test)."""
+    if "toy_plugins" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("toy_plugins", ROOT / "tests" / "toy_plugins.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["toy_plugins"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["toy_plugins"]
+
+
+_load_toy_plugins()
 
 
 @pytest.fixture(scope="session")
 def toy_registry():
     """A registry of the built-in training plugins plus the toy data and model."""
     import lbgap_training
-    import toy_plugins
+
+    toy_plugins = _load_toy_plugins()
 
     from lbgap.registry import Registry
 
