@@ -49,13 +49,13 @@ def _load(spec: Path):
 
 
 def _run(study, out_dir: Path, device: str, storage: Optional[str], report: bool, max_trials: Optional[int]) -> None:
-    from ..driver.run import StudyFolderError, run_study
+    from ..driver.run import FolderBusyError, StudyFolderError, run_study
     from .progress import RichReporter
 
     try:
         with RichReporter(err) as reporter:
             summary = run_study(study, out_dir, device=device, storage=storage, reporter=reporter, max_trials=max_trials)
-    except StudyFolderError as exc:
+    except (StudyFolderError, FolderBusyError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
     except ValueError as exc:

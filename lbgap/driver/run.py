@@ -27,9 +27,9 @@ from ..results import combine_grid, combine_search, save_weights, study_attrs, t
 from ..spec.load import Cell, Study, cell_key
 from ..spec.merge import split_path
 from .progress import NullReporter, Reporter
-from .storage import fail_stale_trials, is_embedded, make_storage
+from .storage import FolderBusyError, claim_folder, fail_stale_trials, is_embedded, make_storage
 
-__all__ = ["run_study", "resolve_device", "StudyFolderError", "RunSummary"]
+__all__ = ["run_study", "resolve_device", "StudyFolderError", "FolderBusyError", "RunSummary"]
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -480,7 +480,12 @@ def run_study(
     """
     out_dir = Path(out_dir)
     _prepare_folder(study, out_dir, storage)
-    runner = _Runner(study, out_dir, resolve_device(device), reporter or NullReporter())
-    if study.search is not None:
-        return _run_search(study, runner, storage, max_trials)
-    return _run_grid(study, runner, storage, max_trials)
+    lock = claim_folder(out_dir) if is_embedded(storage) else None
+    try:
+        runner = _Runner(study, out_dir, resolve_device(device), reporter or NullReporter())
+        if study.search is not None:
+            return _run_search(study, runner, storage, max_trials)
+        return _run_grid(study, runner, storage, max_trials)
+    finally:
+        if lock is not None:
+            lock.close()

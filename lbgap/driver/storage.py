@@ -11,13 +11,49 @@ from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-__all__ = ["make_storage", "fail_stale_trials", "is_embedded"]
+__all__ = ["make_storage", "fail_stale_trials", "is_embedded", "claim_folder", "FolderBusyError"]
 
 log = logging.getLogger(__name__)
 
 
 def is_embedded(url: Optional[str]) -> bool:
     return url is None or url.startswith("journal:")
+
+
+class FolderBusyError(RuntimeError):
+    """Another process is running the study in this folder."""
+
+
+def claim_folder(out_dir: Path):
+    """Hold an exclusive lock on ``out_dir`` for this process's lifetime.
+
+    The embedded journal is written by one process at a time. The lock is an
+    ``flock`` on ``out_dir/.lbgap.lock``, which the kernel releases when the
+    process dies, even by ``kill -9``. Once it is held, Optuna's own journal
+    lock files are necessarily stale (left by a killed run) and are removed,
+    and a journal line cut short by the kill is dropped.
+    """
+    import fcntl
+
+    out_dir = Path(out_dir)
+    handle = open(out_dir / ".lbgap.lock", "a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise FolderBusyError(f"another lbgap process is running the study in {out_dir}") from None
+    journal = out_dir / "optuna.journal"
+    for stale in out_dir.glob("optuna.journal.lock*"):
+        log.info("removing the stale journal lock %s", stale)
+        stale.unlink(missing_ok=True)
+    if journal.exists() and journal.stat().st_size:
+        data = journal.read_bytes()
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            log.warning("dropping a journal line cut short by an interrupted run")
+            with open(journal, "r+b") as fh:
+                fh.truncate(cut)
+    return handle
 
 
 def make_storage(out_dir: Path, url: Optional[str]) -> optuna.storages.BaseStorage:

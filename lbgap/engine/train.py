@@ -307,21 +307,27 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
         record: dict[str, float] = {}
         evaluate_now = diverged or epoch % eval_cfg.every == 0 or epoch == plan.epochs
         if evaluate_now and not diverged:
+            # evaluation draws (a data set that redraws test patterns, say) come
+            # from their own generator, so evaluating never shifts training's stream
+            eval_gen = torch.Generator(device=device)
+            eval_gen.manual_seed(trial.seed * 1_000_003 + 7919 * epoch + 1)
             test = evaluate(
                 model, data.test_x, data.test_y, task=task, transform=data.eval_transform,
-                batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode, groups=data.test_groups,
+                generator=eval_gen, batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode,
+                groups=data.test_groups,
             )
             if eval_cfg.train_metrics == "eval_pass":
                 train = evaluate(
                     model, train_x, train_y, task=task, transform=data.eval_transform,
-                    batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode, groups=data.train_groups,
+                    generator=eval_gen, batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode,
+                    groups=data.train_groups,
                 )
             else:
                 train = {"loss": running_loss, "accuracy": float(correct_sum) / max(seen, 1) if task == "classification" else math.nan}
                 if data.train_groups:
                     extra = evaluate(
                         model, train_x, train_y, task=task, transform=data.eval_transform,
-                        batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode, groups=data.train_groups,
+                        generator=eval_gen, batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode, groups=data.train_groups,
                     )
                     train.update({k: v for k, v in extra.items() if k not in ("loss", "accuracy")})
         else:

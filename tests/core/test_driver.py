@@ -154,3 +154,26 @@ def test_pruning_uses_per_epoch_reports(toy_registry, tmp_path):
     for t in pruned:
         assert t.intermediate_values  # pruned on a per-epoch report
     assert json.loads(ds.attrs["lbgap_spec_json"])["header"]["search"]["n_trials"] == 8
+
+
+def test_a_killed_runs_leftovers_do_not_block_the_next(toy_registry, tmp_path):
+    study = _study(toy_registry)
+    run_study(study, tmp_path, device="cpu", max_trials=1)
+    # what kill -9 can leave: Optuna's journal lock and a half-written line
+    (tmp_path / "optuna.journal.lock").symlink_to(tmp_path / "optuna.journal")
+    with open(tmp_path / "optuna.journal", "ab") as fh:
+        fh.write(b'{"op_code": 5, "worker_id": "x", "trial_id": 0, "sta')
+    summary = run_study(study, tmp_path, device="cpu")
+    assert summary.results is not None and summary.trained == 7
+    assert (tmp_path / "optuna.journal").read_bytes().endswith(b"\n")
+
+
+def test_two_processes_cannot_share_an_embedded_study(toy_registry, tmp_path):
+    from lbgap.driver.storage import FolderBusyError, claim_folder
+
+    held = claim_folder(tmp_path)
+    try:
+        with pytest.raises(FolderBusyError):
+            run_study(_study(toy_registry), tmp_path, device="cpu")
+    finally:
+        held.close()
