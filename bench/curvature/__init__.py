@@ -1,0 +1,1 @@
+"""Benchmarks of the curvature metrics against PyHessian, curvlinops and hessian-eigenthings."""
