@@ -389,8 +389,17 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
 
     if status != "diverged":
         for metric in parts.metrics:
-            if metric.at_end:
+            if not metric.at_end:
+                continue
+            if not metric.every:
                 end.update(metric.compute(measure_ctx(None)))
+            elif trial.epoch % metric.every != 0 and trial.epoch > 0:
+                # a per-epoch metric also measured at the end: fill in the last epoch
+                for name, value in metric.compute(measure_ctx(trial.epoch)).items():
+                    history.setdefault(name, [math.nan] * trial.epoch)[-1] = _as_float(value, name)
+    clash = sorted(set(end) & set(history))
+    if clash:
+        raise ValueError(f"end-of-training values {clash} clash with per-epoch variables of the same name")
     trial.status = status
     pm.hook.lbgap_trial_end(trial=trial, results=end)
     return TrialOutcome(
