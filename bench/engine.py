@@ -56,7 +56,7 @@ def hand_loop_epochs(cfg, seed: int, epochs: int) -> list[float]:
                     out = model(x[s : s + cfg.eval.batch_size])
                     tot += float(F.cross_entropy(out, y[s : s + cfg.eval.batch_size], reduction="sum"))
                     correct += int((out.argmax(1) == y[s : s + cfg.eval.batch_size]).sum())
-            _ = math.sqrt(sum(float((p - q).pow(2).sum()) for p, q in zip(params, init)))
+            _ = math.sqrt(sum(float((p - q).pow(2).sum()) for p, q in zip(params, init, strict=False)))
         times.append(time.perf_counter() - t0)
     return times
 

@@ -7,8 +7,9 @@ the training device. The engine batches them by index gathers (no per-sample
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
@@ -89,7 +90,7 @@ class InMemoryData:
     def n_train(self) -> int:
         return len(self.train_y)
 
-    def to(self, device: torch.device) -> "InMemoryData":
+    def to(self, device: torch.device) -> InMemoryData:
         """Move every tensor to ``device`` (in place) and return self."""
         self.train_x = self.train_x.to(device)
         self.train_y = self.train_y.to(device)

@@ -44,7 +44,7 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 
 @hookspec
-def lbgap_register_models() -> list["ModelPlugin"]:
+def lbgap_register_models() -> list[ModelPlugin]:
     """Return the model plugins this package provides.
 
     Each record's ``build(config, *, info)`` receives the validated
@@ -55,7 +55,7 @@ def lbgap_register_models() -> list["ModelPlugin"]:
 
 
 @hookspec
-def lbgap_register_datasets() -> list["DatasetPlugin"]:
+def lbgap_register_datasets() -> list[DatasetPlugin]:
     """Return the dataset plugins this package provides.
 
     Each record's ``build(config, *, seed, device)`` returns a
@@ -65,7 +65,7 @@ def lbgap_register_datasets() -> list["DatasetPlugin"]:
 
 
 @hookspec
-def lbgap_register_optimizers() -> list["OptimizerPlugin"]:
+def lbgap_register_optimizers() -> list[OptimizerPlugin]:
     """Return the optimizer plugins this package provides.
 
     The configuration must have a float field ``lr``: the base learning rate
@@ -75,7 +75,7 @@ def lbgap_register_optimizers() -> list["OptimizerPlugin"]:
 
 
 @hookspec
-def lbgap_register_schedules() -> list["SchedulePlugin"]:
+def lbgap_register_schedules() -> list[SchedulePlugin]:
     """Return the learning-rate schedule plugins this package provides.
 
     ``build(config)`` returns a :class:`lbgap.schedule.Schedule`.
@@ -83,7 +83,7 @@ def lbgap_register_schedules() -> list["SchedulePlugin"]:
 
 
 @hookspec
-def lbgap_register_regimes() -> list["RegimePlugin"]:
+def lbgap_register_regimes() -> list[RegimePlugin]:
     """Return the regime plugins (training-plan transforms) this package provides.
 
     ``build(config)`` returns a callable mapping a
@@ -94,7 +94,7 @@ def lbgap_register_regimes() -> list["RegimePlugin"]:
 
 
 @hookspec
-def lbgap_register_noise() -> list["NoisePlugin"]:
+def lbgap_register_noise() -> list[NoisePlugin]:
     """Return the noise-injector plugins this package provides.
 
     ``build(config)`` returns an object implementing lifecycle hooks
@@ -104,7 +104,7 @@ def lbgap_register_noise() -> list["NoisePlugin"]:
 
 
 @hookspec
-def lbgap_register_metrics() -> list["MetricPlugin"]:
+def lbgap_register_metrics() -> list[MetricPlugin]:
     """Return the metric plugins this package provides.
 
     ``build(config)`` returns a :class:`lbgap.metric.Metric`.
@@ -112,7 +112,7 @@ def lbgap_register_metrics() -> list["MetricPlugin"]:
 
 
 @hookspec
-def lbgap_register_stopping() -> list["StoppingPlugin"]:
+def lbgap_register_stopping() -> list[StoppingPlugin]:
     """Return the stopping-rule plugins this package provides.
 
     ``build(config)`` returns a :class:`lbgap.schedule.StoppingRule`.
@@ -123,7 +123,7 @@ def lbgap_register_stopping() -> list["StoppingPlugin"]:
 
 
 @hookspec
-def lbgap_trial_start(trial: "TrialContext") -> None:
+def lbgap_trial_start(trial: TrialContext) -> None:
     """Called once a trial's model, data and optimizer exist, before the first
     epoch and before the initial weights are recorded.
 
@@ -132,7 +132,7 @@ def lbgap_trial_start(trial: "TrialContext") -> None:
 
 
 @hookspec
-def lbgap_before_step(trial: "TrialContext", x: Any, y: Any) -> None:
+def lbgap_before_step(trial: TrialContext, x: Any, y: Any) -> None:
     """Called before the forward pass of every optimizer step.
 
     :param trial: the trial's context; ``trial.step`` is the number of steps done.
@@ -142,7 +142,7 @@ def lbgap_before_step(trial: "TrialContext", x: Any, y: Any) -> None:
 
 
 @hookspec
-def lbgap_after_backward(trial: "TrialContext") -> None:
+def lbgap_after_backward(trial: TrialContext) -> None:
     """Called after gradients are computed (and averaged), before gradient
     clipping and the optimizer step. Gradient-noise injectors act here.
 
@@ -151,7 +151,7 @@ def lbgap_after_backward(trial: "TrialContext") -> None:
 
 
 @hookspec
-def lbgap_after_step(trial: "TrialContext", loss: Any) -> None:
+def lbgap_after_step(trial: TrialContext, loss: Any) -> None:
     """Called after every optimizer step.
 
     :param trial: the trial's context; ``trial.step`` already counts this step.
@@ -161,7 +161,7 @@ def lbgap_after_step(trial: "TrialContext", loss: Any) -> None:
 
 
 @hookspec
-def lbgap_epoch_end(trial: "TrialContext", record: dict[str, Any]) -> None:
+def lbgap_epoch_end(trial: TrialContext, record: dict[str, Any]) -> None:
     """Called at the end of every epoch, after evaluation.
 
     An implementation may add per-epoch values to ``record`` (a dict of
@@ -174,7 +174,7 @@ def lbgap_epoch_end(trial: "TrialContext", record: dict[str, Any]) -> None:
 
 
 @hookspec
-def lbgap_trial_end(trial: "TrialContext", results: dict[str, Any]) -> None:
+def lbgap_trial_end(trial: TrialContext, results: dict[str, Any]) -> None:
     """Called once when a trial ends (normally, stopped early, or diverged).
 
     An implementation may add end-of-training values to ``results`` (name →

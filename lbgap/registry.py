@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib.metadata as md
 import logging
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import pluggy
 
@@ -80,7 +81,7 @@ class Registry:
     # ------------------------------------------------------------- building
 
     @classmethod
-    def from_plugins(cls, plugins: Iterable[tuple[str, Any, str, str]]) -> "Registry":
+    def from_plugins(cls, plugins: Iterable[tuple[str, Any, str, str]]) -> Registry:
         """Build a registry from ``(name, plugin object, origin, version)``.
 
         Used by :func:`load_registry` for entry points, and by tests to build

@@ -62,3 +62,20 @@ seeds: [0, 1]
 @pytest.fixture
 def toy_spec_text() -> str:
     return TOY_SPEC
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server started for the test session (skips if the binaries are absent)."""
+    spec = importlib.util.spec_from_file_location("postgres_server", ROOT / "tests" / "postgres_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if module.find_bin() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    gen = module.run_server()
+    url = next(gen)
+    yield url
+    try:
+        next(gen)
+    except StopIteration:
+        pass

@@ -34,7 +34,7 @@ class RichReporter:
         self.study_task = None
         self.trial_task = None
 
-    def __enter__(self) -> "RichReporter":
+    def __enter__(self) -> RichReporter:
         self.progress.__enter__()
         return self
 

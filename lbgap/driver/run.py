@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,15 @@ import torch
 from optuna.trial import TrialState
 
 from ..engine.train import StopTrial, TrialOutcome, run_trial
-from ..results import combine_grid, combine_search, save_weights, study_attrs, trial_dataset, weights_dir, write_atomic
+from ..results import (
+    combine_grid,
+    combine_search,
+    save_weights,
+    study_attrs,
+    trial_dataset,
+    weights_dir,
+    write_atomic,
+)
 from ..spec.load import Cell, Study, cell_key
 from ..spec.merge import split_path
 from .progress import NullReporter, Reporter
@@ -69,15 +77,14 @@ def _prepare_folder(study: Study, out_dir: Path, storage_url: Optional[str]) -> 
                 f"≠ {study.spec_hash[:12]}); choose another --out or delete the folder"
             )
     else:
-        tmp = meta_path.with_suffix(".tmp")
+        tmp = meta_path.with_name(f".study.json.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(meta, indent=2))
         tmp.replace(meta_path)
     spec_copy = out_dir / "spec.yaml"
     if not spec_copy.exists():
-        if study.text:
-            spec_copy.write_text(study.text)
-        else:  # pragma: no cover
-            shutil.copy(study.file, spec_copy)
+        tmp = spec_copy.with_name(f".spec.yaml.tmp-{os.getpid()}")
+        tmp.write_text(study.text or Path(study.file).read_text())
+        tmp.replace(spec_copy)
 
 
 def _optuna_study(study: Study, out_dir: Path, storage_url: Optional[str], direction: str, **kw) -> optuna.Study:
@@ -390,7 +397,9 @@ def _run_search(study: Study, runner: _Runner, storage_url: Optional[str], max_t
             for i, seed in enumerate(study.seeds):
                 key = f"trial={number},seed={seed}"
 
-                def report(epoch: int, record: dict[str, float], _t: Any, first: bool = i == 0) -> None:
+                def report(
+                    epoch: int, record: dict[str, float], _t: Any, first: bool = i == 0, trial: optuna.Trial = trial
+                ) -> None:
                     if not first:
                         return
                     value = record.get(search.objective if search.objective != "generalization_gap" else "test_accuracy")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Optional
 
 import torch
 import torch.nn.functional as F

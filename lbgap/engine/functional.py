@@ -8,7 +8,7 @@ over several seeds (``vmap`` over stacked parameters) or differentiate twice
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.func import functional_call, grad_and_value

@@ -13,8 +13,9 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -281,7 +282,7 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
                     correct_sum += (out.detach().argmax(1) == y).sum()
             else:
                 step_loss = torch.zeros((), device=device)
-                for xm, ym in zip(x.chunk(micro), y.chunk(micro)):
+                for xm, ym in zip(x.chunk(micro), y.chunk(micro), strict=False):
                     out = model(xm)
                     part = loss_fn(out, ym) * (len(ym) / b)
                     part.backward()

@@ -37,7 +37,7 @@ def _groups(ds: xr.Dataset) -> list[dict[str, Any]]:
     """Selections, one per line/row: every index except seed and epoch."""
     dims = [d for d in ds[ "test_accuracy"].dims if d not in ("seed", "epoch")]
     values = [ds[d].values.tolist() for d in dims]
-    return [dict(zip(dims, combo)) for combo in itertools.product(*values)]
+    return [dict(zip(dims, combo, strict=False)) for combo in itertools.product(*values)]
 
 
 def _label(sel: dict[str, Any]) -> str:
@@ -82,12 +82,12 @@ def _curves(ds: xr.Dataset, fig_dir: Path) -> list[tuple[str, Path]]:
     epochs = ds["epoch"].values
     for i, sel in enumerate(_groups(ds)):
         sub = ds.sel(sel)
-        for ax, (name, title) in zip(axes[0], panels):
+        for ax, (name, title) in zip(axes[0], panels, strict=False):
             y = np.atleast_2d(sub[name].transpose("seed", "epoch").values)
             _band(ax, epochs, y, _label(sel), colors[i % len(colors)])
             ax.set_title(title)
             ax.set_xlabel("epoch")
-    for ax, (name, _t) in zip(axes[0], panels):
+    for ax, (name, _t) in zip(axes[0], panels, strict=False):
         if "loss" in name:
             ax.set_yscale("log")
     axes[0][-1].legend(fontsize=7)
@@ -125,7 +125,7 @@ def _search_figures(ds: xr.Dataset, fig_dir: Path) -> list[tuple[str, Path]]:
     if not names or "objective" not in ds:
         return []
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=False):
         x = ds[name].values.astype(float)
         ax.scatter(x, ds["objective"].values, s=18)
         if np.all(x > 0) and x.max() / max(x.min(), 1e-300) > 20:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import xarray as xr
@@ -126,7 +127,7 @@ def study_attrs(study: Any, registry: Any, device: str, extra: Optional[dict[str
     """Global attributes: spec JSON and hash, versions, device, CF metadata."""
     plugins = sorted({(r.origin, r.version) for r in registry.all_records()})
     libs = {d: _version(d) for d in ("torch", "torchvision", "numpy", "xarray", "netCDF4", "optuna", "pydantic", "pluggy")}
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     attrs = {
         "Conventions": "CF-1.11",
         "title": study.header.description or study.name,

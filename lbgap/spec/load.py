@@ -13,9 +13,10 @@ import itertools
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
@@ -126,7 +127,7 @@ class Study:
         out = []
         for variant in self.variants:
             for values in itertools.product(*(self.grid_values[d] for d in dims)):
-                point = tuple(zip(dims, values))
+                point = tuple(zip(dims, values, strict=False))
                 cfg = self.resolve(variant, {self.grid_paths[d]: v for d, v in point})
                 for seed in self.seeds:
                     out.append(Cell(variant, point, seed, cfg))
@@ -202,7 +203,7 @@ class _Validator:
             raise SpecError(self.issues) from None
 
         base = header.base
-        for name, values in header.variants.items():
+        for name in header.variants:
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
                 self.add(("variants", name), f"variant name {name!r} may hold only letters, digits and _.-")
         for path, values in header.grid.items():
@@ -399,7 +400,7 @@ def _clean_loc(loc: tuple, data: Any) -> tuple:
     return tuple(out)
 
 
-def _message(err: dict, loc: tuple, data: Any, v: "_Validator") -> str:
+def _message(err: dict, loc: tuple, data: Any, v: _Validator) -> str:
     typ = err["type"]
     msg = err["msg"]
     if msg.startswith("Value error, "):
@@ -422,7 +423,7 @@ def _message(err: dict, loc: tuple, data: Any, v: "_Validator") -> str:
     return msg
 
 
-def _allowed_keys(parent: tuple, data: Any, v: "_Validator") -> list[str]:
+def _allowed_keys(parent: tuple, data: Any, v: _Validator) -> list[str]:
     node = data
     for seg in parent:
         try:

@@ -102,7 +102,7 @@ def plugin_config_model(rec: PluginRecord) -> type[BaseModel]:
     return _named_config(rec.kind, rec.name, rec.config)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _named_config(kind: str, name: str, config: type[PluginConfig]) -> type[BaseModel]:
     title = f"{kind}:{name}"
     model = create_model(

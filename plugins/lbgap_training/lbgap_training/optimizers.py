@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from pydantic import Field, PositiveFloat, model_validator
@@ -23,7 +23,7 @@ class SGDConfig(PluginConfig):
     """L2 penalty added to the gradient (coupled, as Hoffer's and Li et al.'s code)."""
 
     @model_validator(mode="after")
-    def _nesterov_needs_momentum(self) -> "SGDConfig":
+    def _nesterov_needs_momentum(self) -> SGDConfig:
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov needs momentum > 0 and dampening 0")
         return self
@@ -41,7 +41,7 @@ class AdamConfig(PluginConfig):
     amsgrad: bool = False
 
     @model_validator(mode="after")
-    def _betas(self) -> "AdamConfig":
+    def _betas(self) -> AdamConfig:
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError("betas must lie in [0, 1)")
         return self

@@ -74,7 +74,7 @@ class MultiStepConfig(PluginConfig):
     update: Update = "epoch"
 
     @model_validator(mode="after")
-    def _check(self) -> "MultiStepConfig":
+    def _check(self) -> MultiStepConfig:
         if sorted(self.milestones) != list(self.milestones) or len(set(self.milestones)) != len(self.milestones):
             raise ValueError("milestones must be strictly increasing")
         if (self.gamma is None) == (self.factors is None):

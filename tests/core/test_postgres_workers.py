@@ -1,0 +1,60 @@
+"""Several worker processes share one study through a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import xarray as xr
+
+pytestmark = pytest.mark.postgres
+
+STUDY = """\
+study: workers
+base:
+  dataset: {name: digits}
+  model: {name: mlp, hidden: [32], norm: batchnorm}
+  optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
+  batch_size: 64
+  epochs: 3
+  save_weights: false
+variants:
+  sb: {}
+  lb: {batch_size: 512}
+grid:
+  optimizer.lr: [0.05, 0.1]
+seeds: [0, 1]
+"""
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "lbgap", "study", "run", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_workers_share_a_study(postgres_url, tmp_path):
+    (tmp_path / "s.yaml").write_text(STUDY)
+    args = ["s.yaml", "--out", "shared", "--no-report", "--device", "cpu", "--storage", postgres_url]
+    workers = [_run(args, tmp_path) for _ in range(2)]
+    outs = [w.communicate(timeout=600) for w in workers]
+    for w, (_o, e) in zip(workers, outs, strict=False):
+        assert w.returncode == 0, e
+    # each of the 8 cells was trained by one of the workers, and the study is complete
+    storage = optuna.storages.RDBStorage(postgres_url)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len({t.user_attrs["cell"] for t in done}) == 8
+    assert (tmp_path / "shared" / "results.nc").exists()
+    # the same results as one embedded worker
+    single = _run(["s.yaml", "--out", "single", "--no-report", "--device", "cpu"], tmp_path)
+    _o, e = single.communicate(timeout=600)
+    assert single.returncode == 0, e
+    a = xr.open_dataset(tmp_path / "shared" / "results.nc")
+    b = xr.open_dataset(tmp_path / "single" / "results.nc")
+    xr.testing.assert_equal(a["test_accuracy"], b["test_accuracy"])

@@ -1,0 +1,169 @@
+"""Keskar et al.'s Metric 2.1 against analytic box maxima of quadratics."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from curvature_helpers import make_data, make_mlp, split_batches
+from lbgap_curvature.loss import EvalBatches, ModelObjective
+from lbgap_curvature.sharpness import (
+    keskar_box,
+    keskar_sharpness,
+    negated_objective,
+    random_orthonormal_subspace,
+)
+from lbgap_curvature.state import ModelSnapshot
+
+
+def quadratic(H, c, offset=0.0):
+    """f(x) = ½(x − c)ᵀH(x − c) + offset, with its gradient."""
+
+    def fg(x):
+        d = x.double() - c
+        Hd = H @ d
+        return float(0.5 * d @ Hd + offset), Hd.to(x.dtype)
+
+    return fg
+
+
+def phi(fmax, f0):
+    return 100 * (fmax - f0) / (1 + f0)
+
+
+def test_separable_quadratic_closed_form():
+    """Diagonal H: the box maximum is at the vertex δ_i = sign(x_i − c_i)·ε(|x_i| + 1)."""
+    g = torch.Generator().manual_seed(0)
+    n = 40
+    h = torch.rand(n, generator=g, dtype=torch.float64) * 5 + 0.1
+    x0 = torch.randn(n, generator=g, dtype=torch.float64)
+    c = x0 - 1e-3 * torch.randn(n, generator=g, dtype=torch.float64)
+    fg = quadratic(torch.diag(h), c, offset=0.3)
+    eps = 1e-3
+    b = eps * (x0.abs() + 1)
+    d = (x0 - c).abs() + b
+    f0 = fg(x0)[0]
+    exact = phi(float(0.5 * (h * d * d).sum()) + 0.3, f0)
+    res = keskar_sharpness(fg, x0, eps, maxiter=10)
+    assert res.sharpness == pytest.approx(exact, rel=1e-6)
+    assert res.base_loss == pytest.approx(f0, rel=1e-15)
+
+
+def _convex_case(seed, spread):
+    g = torch.Generator().manual_seed(seed)
+    n = 10
+    M = torch.randn(n, n, generator=g, dtype=torch.float64)
+    H = M @ M.T / n + 0.1 * torch.eye(n, dtype=torch.float64)
+    x0 = torch.randn(n, generator=g, dtype=torch.float64)
+    c = x0 - spread * torch.randn(n, generator=g, dtype=torch.float64)
+    fg = quadratic(H, c)
+    b = 1e-3 * (x0.abs() + 1)
+    vertices = [
+        x0 + torch.tensor(s, dtype=torch.float64) * b for s in itertools.product((-1.0, 1.0), repeat=n)
+    ]
+    best = max(fg(v)[0] for v in vertices)
+    return fg, x0, b, best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_convex_quadratic_vertex_enumeration(seed):
+    """Convex f: the box maximum is at one of the 2ⁿ vertices. Away from the
+    minimum (gradient larger than curvature × box) L-BFGS-B gets ≥ 99% of it."""
+    fg, x0, b, best = _convex_case(seed, spread=2e-2)
+    f0 = fg(x0)[0]
+    res = keskar_sharpness(fg, x0, 1e-3)
+    assert phi(best, f0) * (1 + 1e-9) >= res.sharpness >= 0.99 * phi(best, f0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_convex_quadratic_near_minimum_reaches_a_local_maximum(seed):
+    """Near the minimum the search is local: it ends at a KKT point of the box
+    problem (every coordinate on the bound its gradient points to), never above
+    the enumerated maximum."""
+    fg, x0, b, best = _convex_case(seed, spread=2e-3)
+    res = keskar_sharpness(fg, x0, 1e-3, maxiter=50)
+    y = torch.as_tensor(res.y_best)
+    assert res.max_loss <= best * (1 + 1e-12)
+    _, grad = fg(x0 + y)
+    at_bound = (y.abs() - b).abs() <= 1e-12 * b
+    assert bool(torch.all(at_bound | (grad.abs() <= 1e-8)))
+    assert bool(torch.all(torch.sign(grad[at_bound]) == torch.sign(y[at_bound])))
+
+
+def test_random_subspace_bounds_and_pinv():
+    g = torch.Generator().manual_seed(0)
+    A = random_orthonormal_subspace(300, 20, generator=g)
+    torch.testing.assert_close(A.T @ A, torch.eye(20, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.linalg.pinv(A), A.T, atol=1e-8, rtol=0)
+    x0 = torch.randn(300, generator=g, dtype=torch.float64)
+    np.testing.assert_allclose(
+        keskar_box(x0, 1e-3, A), 1e-3 * ((torch.linalg.pinv(A) @ x0).abs() + 1).numpy(), rtol=1e-10
+    )
+
+
+def test_random_subspace_quadratic_closed_form():
+    """f = ½ xᵀ diag(h) x restricted to x0 + A y with AᵀHA diagonal: separable in y."""
+    g = torch.Generator().manual_seed(1)
+    n, p = 60, 5
+    A = random_orthonormal_subspace(n, p, generator=g)
+    lam = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.5], dtype=torch.float64)
+    H = A @ torch.diag(lam) @ A.T  # AᵀHA = diag(lam)
+    c = torch.zeros(n, dtype=torch.float64)
+    x0 = A @ torch.tensor([0.5, -0.2, 0.1, 0.3, -0.4], dtype=torch.float64)
+    fg = quadratic(H, c)
+    eps = 1e-2
+    z0 = A.T @ x0
+    b = eps * (z0.abs() + 1)
+    exact = float(0.5 * (lam * (z0.abs() + b) ** 2).sum())
+    res = keskar_sharpness(fg, x0, eps, A=A)
+    assert res.max_loss == pytest.approx(exact, rel=1e-6)
+
+
+def test_objective_signs_match_finite_differences():
+    """L-BFGS-B gets (−f, −Aᵀ∇f): the returned gradient is the derivative of the returned value."""
+    data = make_data(n=30)
+    model = make_mlp(hidden=(7,))
+    obj = ModelObjective(model, EvalBatches(*split_batches(data.train_x, data.train_y, 8)), F.cross_entropy)
+    A = random_orthonormal_subspace(obj.size, 4, generator=torch.Generator().manual_seed(0))
+    for basis in (None, A):
+        fun = negated_objective(obj.loss_and_grad, obj.x0, basis)
+        y = np.random.default_rng(0).normal(size=obj.size if basis is None else 4) * 1e-2
+        d = np.random.default_rng(1).normal(size=y.shape)
+        val, grad = fun(y)
+        h = 1e-6
+        fd = (fun(y + h * d)[0] - fun(y - h * d)[0]) / (2 * h)
+        assert fd == pytest.approx(grad @ d, rel=1e-6)
+        assert val == pytest.approx(
+            -obj.loss(obj.x0 + torch.as_tensor(y if basis is None else (basis @ torch.as_tensor(y)).numpy())),
+            rel=1e-12,
+        )
+
+
+def test_model_sharpness_positive_and_model_untouched():
+    data = make_data(n=40)
+    model = make_mlp(hidden=(9,), bn=True)
+    model.train()
+    snap = ModelSnapshot.take(model)
+    rng = torch.random.get_rng_state()
+    obj = ModelObjective(model, EvalBatches(*split_batches(data.train_x, data.train_y, 16)), F.cross_entropy)
+    res = keskar_sharpness(obj.loss_and_grad, obj.x0, 1e-3)
+    assert res.sharpness > 0
+    assert res.max_loss > res.base_loss
+    assert res.nit <= 10
+    assert snap.differences(model) == []
+    assert torch.equal(torch.random.get_rng_state(), rng)
+
+
+def test_zero_gradient_start_uses_random_start():
+    """At an exact critical point the centred search cannot move; a random start can."""
+    n = 8
+    H = torch.diag(torch.arange(1.0, n + 1, dtype=torch.float64))
+    x0 = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    fg = quadratic(H, x0)  # minimum exactly at x0
+    centre = keskar_sharpness(fg, x0, 1e-2)
+    rand = keskar_sharpness(fg, x0, 1e-2, start="random", generator=torch.Generator().manual_seed(0))
+    b = 1e-2 * (x0.abs() + 1)
+    exact = phi(float(0.5 * (torch.diag(H) * b * b).sum()), 0.0)
+    assert centre.sharpness == 0.0
+    assert rand.sharpness == pytest.approx(exact, rel=1e-6)
