@@ -196,5 +196,40 @@ def report(out_dir: Path = typer.Argument(..., help="A study output folder holdi
     out.print(f"report: {md}")
 
 
+@app.command("measure")
+def measure(
+    out_dir: Path = typer.Argument(..., help="A finished study's output folder."),
+    metric: list[str] = typer.Option(
+        ..., "--metric", "-m",
+        help="A metric configuration as YAML, e.g. '{name: keskar_sharpness, eps: [1.0e-3]}' or just a plugin name.",
+    ),
+    reference_variant: Optional[str] = typer.Option(
+        None, "--reference-variant", help="Pairwise metrics: compare each trial with this variant's trial (same seed and grid point)."
+    ),
+    variant: Optional[list[str]] = typer.Option(None, "--variant", help="Measure only these variants."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Measure saved weights of a finished study and add the values to results.nc."""
+    from ..measure import MeasureError, measure_study
+    from ..spec.yamlio import YAMLSyntaxError, load_yaml
+
+    items = []
+    for text in metric:
+        try:
+            doc = load_yaml("--metric", f"m: {text}").data["m"]
+        except YAMLSyntaxError as exc:
+            err.print(f"[red]error:[/] --metric {text!r}: {exc.message}")
+            raise typer.Exit(EXIT_USAGE) from None
+        items.append({"name": doc} if isinstance(doc, str) else doc)
+    try:
+        with err.status("measuring") as status:
+            ds = measure_study(out_dir, items, reference_variant=reference_variant, variants=variant,
+                               device=device, registry=_registry(), progress=lambda m: status.update(m))
+    except MeasureError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    out.print(f"updated {out_dir / 'results.nc'}: {', '.join(sorted(ds.data_vars))}")
+
+
 def main() -> None:
     app()

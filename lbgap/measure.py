@@ -1,0 +1,156 @@
+"""Metrics after the fact: measure a finished study's saved weights and add
+the values to its ``results.nc`` (``lbgap measure``).
+
+Each trial's final weights are loaded into a freshly built model on the
+trial's own data; pairwise metrics (interpolation, distance between
+minimizers) get the final weights of the same seed and grid point of a
+reference variant.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import xarray as xr
+from pydantic import TypeAdapter, ValidationError
+
+from .engine.evaluate import loss_function
+from .engine.train import build_parts
+from .metric import MeasureContext
+from .registry import Registry, get_registry
+from .results import weights_dir, write_atomic
+from .results.attrs import variable_attrs
+from .spec import load_study
+from .spec.load import cell_key
+from .spec.model import plugin_config_model
+
+__all__ = ["measure_study", "MeasureError", "parse_metric_configs"]
+
+log = logging.getLogger(__name__)
+
+
+class MeasureError(Exception):
+    """The measurement cannot run (bad metric config, missing weights...)."""
+
+
+def parse_metric_configs(items: list[Any], registry: Registry) -> list[Any]:
+    """Validate metric configurations (dicts with ``name``)."""
+    models = [plugin_config_model(r) for r in registry.of_kind("metric").values()]
+    if not models:
+        raise MeasureError("no metric plugins are installed")
+    out = []
+    for item in items:
+        name = item.get("name") if isinstance(item, dict) else None
+        if name not in registry.of_kind("metric"):
+            known = ", ".join(sorted(registry.of_kind("metric")))
+            raise MeasureError(f"unknown metric plugin {name!r}; installed: {known}")
+        try:
+            out.append(TypeAdapter(plugin_config_model(registry.get("metric", name))).validate_python(item))
+        except ValidationError as exc:
+            lines = [f"metric {name}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)]
+            raise MeasureError("\n".join(lines)) from None
+    return out
+
+
+def _load(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise MeasureError(f"{path} does not exist (was the study run with save_weights: true?)")
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def measure_study(
+    out_dir: Path,
+    metric_items: list[dict[str, Any]],
+    *,
+    reference_variant: Optional[str] = None,
+    variants: Optional[list[str]] = None,
+    device: str = "cpu",
+    registry: Optional[Registry] = None,
+    progress: Optional[Callable[[str], None]] = None,
+) -> xr.Dataset:
+    """Measure every trial of a finished grid study; return the updated results."""
+    out_dir = Path(out_dir)
+    reg = registry or get_registry()
+    study = load_study(out_dir / "spec.yaml", reg)
+    if study.search is not None:
+        raise MeasureError("lbgap measure works on grid studies (searches have no fixed cells)")
+    metrics_cfg = parse_metric_configs(metric_items, reg)
+    if reference_variant is not None and reference_variant not in study.variants:
+        raise MeasureError(f"unknown reference variant {reference_variant!r}; variants: {', '.join(study.variants)}")
+    results_path = out_dir / "results.nc"
+    if not results_path.exists():
+        raise MeasureError(f"{results_path} does not exist: finish the study first")
+    with xr.open_dataset(results_path) as f:
+        ds = f.load()
+    dev = torch.device(device)
+    dims = ["variant", *study.grid_paths, "seed"]
+    collected: dict[str, dict[tuple, Any]] = {}
+    for cell in study.cells():
+        if variants and cell.variant not in variants:
+            continue
+        folder = weights_dir(out_dir, cell.key)
+        parts = build_parts(cell.config, cell.seed, reg, dev)
+        parts.model.load_state_dict(_load(folder / "final.pt", dev))
+        ref = None
+        if reference_variant is not None:
+            ref = _load(weights_dir(out_dir, cell_key(reference_variant, cell.point, cell.seed)) / "final.pt", dev)
+        ctx = MeasureContext(
+            model=parts.model,
+            data=parts.data,
+            loss_fn=loss_function(parts.data.task),
+            device=dev,
+            eval_batch_size=cell.config.eval.batch_size,
+            initial_state=_load(folder / "initial.pt", dev),
+            reference_state=ref,
+            seed=cell.seed,
+            trial_key=cell.key,
+        )
+        index = (cell.variant, *(v for _, v in cell.point), cell.seed)
+        for cfg in metrics_cfg:
+            metric = reg.get("metric", cfg.name).build(cfg)
+            if progress:
+                progress(f"{cfg.name} on {cell.key}")
+            for name, value in metric.compute(ctx).items():
+                collected.setdefault(name, {})[index] = value
+    coords = {d: ds[d].values for d in dims}
+    for name, cells in collected.items():
+        sample = next(iter(cells.values()))
+        if isinstance(sample, xr.DataArray):
+            extra_dims = list(sample.dims)
+            shape = [len(coords[d]) for d in dims] + list(sample.shape)
+            arr = np.full(shape, np.nan)
+            attrs = {**variable_attrs(name), **sample.attrs}
+            extra_coords = {d: sample[d].values for d in sample.dims if d in sample.coords}
+        else:
+            extra_dims, extra_coords = [], {}
+            arr = np.full([len(coords[d]) for d in dims], np.nan)
+            attrs = variable_attrs(name)
+        for index, value in cells.items():
+            pos = tuple(int(np.where(coords[d] == _match(coords[d], v))[0][0]) for d, v in zip(dims, index, strict=False))
+            arr[pos] = value.values if isinstance(value, xr.DataArray) else float(value)
+        if name in ds:
+            log.warning("replacing the existing variable %s", name)
+            ds = ds.drop_vars(name)
+        ds[name] = xr.DataArray(arr, dims=dims + extra_dims, coords={**{d: coords[d] for d in dims}, **extra_coords}, attrs=attrs)
+        if reference_variant is not None:
+            ds[name].attrs["reference_variant"] = reference_variant
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    names = ", ".join(c.name for c in metrics_cfg)
+    ds.attrs["history"] = ds.attrs.get("history", "") + f"\n{now}: lbgap measure {out_dir} ({names})"
+    write_atomic(ds, results_path)
+    return ds
+
+
+def _match(values: np.ndarray, v: Any) -> Any:
+    from .results.trialfile import coord_value
+
+    cv = coord_value(v)
+    if values.dtype.kind in "fc":
+        return values[np.argmin(np.abs(values.astype(float) - float(cv)))]
+    return cv
