@@ -13,9 +13,16 @@ Every recipe stops when the epoch-mean training loss is below ``eps2`` or after
 ``max_epochs``. The loop is plain PyTorch (mini-batch SGD, or full batch with
 ``--batch 0``), so it does not depend on the lbgap engine.
 
-Example::
+Example (the defaults are the last setting explored; about 2 minutes for 3 seeds)::
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/lbgap_synthetic/explore_pq.py --seeds 0 1 2
+
+Finding so far (d = 500, n = 800, two-layer bias-free ReLU, width 200, fixed
+±5/sqrt(width) head): no setting tried separates L-S from S on P-only test
+points by more than the seed spread. The small learning rate learns the P
+direction in its first ~20 epochs, before or while it fits Q, so it does not
+starve P; and isotropic gradient noise (τ_ξ) hurts P (a d-dimensional linear
+feature) before it hurts Q. See the package report for the settings tried.
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ import math
 import time
 
 import torch
-from lbgap_synthetic.pq_data import BOTH, P_ONLY, Q_ONLY, draw_structure, sample_pq
 from torch import nn
 from torch.nn import functional as F
+
+from lbgap_synthetic.pq_data import BOTH, P_ONLY, Q_ONLY, draw_structure, sample_pq
 
 log = logging.getLogger("explore_pq")
 
@@ -174,32 +182,32 @@ def make_data(args: argparse.Namespace, seed: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--d", type=int, default=200)
+    ap.add_argument("--d", type=int, default=500)
     ap.add_argument("--n", type=int, default=800)
     ap.add_argument("--n-test", type=int, default=3000)
     ap.add_argument("--p0", type=float, default=0.2)
     ap.add_argument("--q0", type=float, default=0.2)
-    ap.add_argument("--gamma0", type=float, default=1.0, help="margin in units of 1/sqrt(d)")
+    ap.add_argument("--gamma0", type=float, default=0.25, help="margin in units of 1/sqrt(d)")
     ap.add_argument("--q-norm", type=float, default=1.0)
-    ap.add_argument("--zeta-norm", type=float, default=0.1)
+    ap.add_argument("--zeta-norm", type=float, default=0.6)
     ap.add_argument("--alpha-low", type=float, default=0.0)
     ap.add_argument("--width", type=int, default=200)
     ap.add_argument("--init-std", type=float, default=None)
     ap.add_argument("--bias", action="store_true")
-    ap.add_argument("--head-scale", type=float, default=1.0, help="fixed head weights ±scale/sqrt(width)")
+    ap.add_argument("--head-scale", type=float, default=5.0, help="fixed head weights ±scale/sqrt(width)")
     ap.add_argument("--train-head", action="store_true")
     ap.add_argument("--split-units", action="store_true", help="units see either the P-part or the Q-part")
-    ap.add_argument("--lr1", type=float, default=0.1)
-    ap.add_argument("--lr2", type=float, default=0.004)
+    ap.add_argument("--lr1", type=float, default=1.0)
+    ap.add_argument("--lr2", type=float, default=0.02)
     ap.add_argument("--momentum", type=float, default=0.0)
     ap.add_argument("--wd", type=float, default=0.0)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--grad-noise", type=float, default=0.0)
-    ap.add_argument("--noise", type=float, default=0.4)
+    ap.add_argument("--noise", type=float, default=0.1)
     ap.add_argument("--noise-decay", type=float, default=1e-5)
-    ap.add_argument("--eps1", type=float, default=0.05)
-    ap.add_argument("--eps2", type=float, default=0.01)
-    ap.add_argument("--max-epochs", type=int, default=300)
+    ap.add_argument("--eps1", type=float, default=0.001)
+    ap.add_argument("--eps2", type=float, default=0.07, help="theorem 3.4: sqrt(eps1/q)")
+    ap.add_argument("--max-epochs", type=int, default=400)
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--variants", nargs="+", default=["L-S", "S", "S+noise"])

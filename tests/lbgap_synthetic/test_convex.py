@@ -7,6 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
+
+from lbgap.data import DataInfo
 from lbgap_synthetic.convex import (
     closed_form_errors,
     empirical_loss,
@@ -23,9 +26,6 @@ from lbgap_synthetic.convex_plugin import (
     build_convex_regression,
     build_linear_regression,
 )
-from matplotlib.figure import Figure
-
-from lbgap.data import DataInfo
 
 BETA = (1.0, -2.0)
 

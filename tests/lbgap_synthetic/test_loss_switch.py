@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import math
 
-import lbgap_synthetic
 import pytest
+from pydantic import ValidationError
+
+import lbgap_synthetic
+from lbgap.registry import Registry
+from lbgap.schedule import Progress, Schedule, StoppingRule
 from lbgap_synthetic.loss_switch import (
     LossSwitchConfig,
     TrainLossBelowConfig,
     build_loss_switch,
     build_train_loss_below,
 )
-from pydantic import ValidationError
-
-from lbgap.registry import Registry
-from lbgap.schedule import Progress, Schedule, StoppingRule
 
 
 def _progress(epoch: float, loss: float, steps_per_epoch: int = 10) -> Progress:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import math
 
-import lbgap_synthetic
 import pytest
 import torch
-from lbgap_synthetic.gradient_noise import GradientNoise, GradientNoiseConfig
-from lbgap_synthetic.preactivation_noise import PreactivationNoise, PreactivationNoiseConfig, noise_shape
 from pydantic import ValidationError
 from torch import nn
 
+import lbgap_synthetic
 from lbgap.data import InMemoryData
 from lbgap.engine.context import TrialContext
 from lbgap.nn import NoiseSite, noise_sites
 from lbgap.plan import TrainingPlan
 from lbgap.registry import Registry
+from lbgap_synthetic.gradient_noise import GradientNoise, GradientNoiseConfig
+from lbgap_synthetic.preactivation_noise import PreactivationNoise, PreactivationNoiseConfig, noise_shape
 
 
 def _mlp(width: int = 64) -> nn.Module:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from lbgap_synthetic.plots import plot_component_accuracy
 
 from lbgap.registry import load_registry
+from lbgap_synthetic.plots import plot_component_accuracy
 
 
 def _results(with_switch: bool = True) -> xr.Dataset:

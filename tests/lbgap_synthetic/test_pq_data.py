@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from lbgap_synthetic.pq_data import BOTH, P_ONLY, Q_ONLY, draw_structure, sample_pq
-from lbgap_synthetic.pq_plugin import PQSyntheticConfig, build_pq_synthetic, pq_structure_and_splits
 from pydantic import ValidationError
 from scipy import stats
 from scipy.optimize import linprog
+
+from lbgap_synthetic.pq_data import BOTH, P_ONLY, Q_ONLY, draw_structure, sample_pq
+from lbgap_synthetic.pq_plugin import PQSyntheticConfig, build_pq_synthetic, pq_structure_and_splits
 
 D = 50
 
