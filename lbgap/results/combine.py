@@ -35,12 +35,21 @@ _COMBINE = dict(
 
 def open_trial(path: Path) -> xr.Dataset:
     with xr.open_dataset(path, engine="netcdf4") as ds:
-        return ds.load()
+        return _strings_as_objects(ds.load())
+
+
+def _strings_as_objects(ds: xr.Dataset) -> xr.Dataset:
+    """Fixed-width strings ('<U2') would truncate longer values when trials are
+    concatenated ('lb_lr' → 'lb'): hold them as Python objects until written."""
+    for name, var in ds.variables.items():
+        if var.dtype.kind in "US":
+            ds[name] = var.astype(object)
+    return ds
 
 
 def _placeholder(coords: dict[str, Any]) -> xr.Dataset:
     ds = xr.Dataset({"status": xr.Variable((), "missing")}, coords={"epoch": ("epoch", np.array([1], dtype=np.int64))})
-    return ds.assign_coords({k: coord_value(v) for k, v in coords.items()})
+    return _strings_as_objects(ds.assign_coords({k: coord_value(v) for k, v in coords.items()}))
 
 
 def _nest(items: list, shape: Sequence[int]) -> Any:
@@ -51,9 +60,10 @@ def _nest(items: list, shape: Sequence[int]) -> Any:
 
 
 def _finish(ds: xr.Dataset, attrs: dict[str, Any]) -> xr.Dataset:
-    for name in list(ds.data_vars):
+    for name in list(ds.variables):
         if ds[name].dtype == object:
-            ds[name] = ds[name].fillna("missing").astype(str)
+            filled = ds[name].fillna("missing") if name in ds.data_vars else ds[name]
+            ds[name] = filled.astype(str)
     ds.attrs = {**{k: v for k, v in ds.attrs.items() if k not in ("lbgap_trial_key",)}, **attrs}
     return ds
 
@@ -98,7 +108,7 @@ def combine_search(
             path = trial_paths.get((t, s))
             ds = open_trial(path) if path is not None and path.exists() else _placeholder({"trial": t, "seed": s})
             ds = ds.drop_vars([c for c in ds.coords if c not in ("epoch", "trial", "seed")])
-            row.append(ds.assign_coords(trial=t, seed=s))
+            row.append(_strings_as_objects(ds.assign_coords(trial=t, seed=s)))
         rows.append(row)
     ds = xr.combine_nested(rows, concat_dim=["trial", "seed"], **_COMBINE)
     names = sorted({k for p in params.values() for k in p})

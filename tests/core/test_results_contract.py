@@ -80,3 +80,15 @@ def test_initial_weights_are_recreated_by_the_seed(toy_registry, tmp_path):
     parts = build_parts(study.cells()[0].config, study.cells()[0].seed, toy_registry, torch.device("cpu"))
     for k, v in parts.model.state_dict().items():
         assert torch.equal(v, init[k])
+
+
+def test_names_of_different_lengths_survive_combining(toy_registry, tmp_path):
+    text = SPEC.replace("  plain: {}\n", "  sb: {}\n").replace("  adapted:\n", "  lb_lr_gbn_ra:\n").replace(
+        "grid:\n  optimizer.lr: [0.1, 0.05]\n", "grid:\n  optimizer.name: [sgd, adagrad]\n"
+    ).replace("seeds: [0, 1]", "seeds: [0]").replace("epochs: 2", "epochs: 1")
+    study = load_study_text(text, "names.yaml", toy_registry)
+    run_study(study, tmp_path, device="cpu")
+    ds = xr.open_dataset(tmp_path / "results.nc")
+    assert list(ds["variant"].values) == ["sb", "lb_lr_gbn_ra"]
+    assert list(ds["name"].values) == ["sgd", "adagrad"]
+    assert set(ds["status"].values.ravel()) == {"completed"}
