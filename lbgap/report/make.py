@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,8 @@ def final_table(ds: xr.Dataset) -> list[dict[str, Any]]:
 
 def _band(ax, x: np.ndarray, y: np.ndarray, label: str, color) -> None:
     """Mean line and min–max band over seeds (y: [seed, epoch])."""
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN padding of shorter runs
         mean = np.nanmean(y, axis=0)
         lo, hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
     ax.plot(x, mean, label=label, color=color)
@@ -87,9 +89,14 @@ def _curves(ds: xr.Dataset, fig_dir: Path) -> list[tuple[str, Path]]:
             _band(ax, epochs, y, _label(sel), colors[i % len(colors)])
             ax.set_title(title)
             ax.set_xlabel("epoch")
+    lengths = np.atleast_1d(ds["epochs_done"].values).ravel() if "epochs_done" in ds else np.array([1.0])
+    ragged = np.nanmax(lengths) > 2 * max(np.nanmin(lengths), 1)
     for ax, (name, _t) in zip(axes[0], panels, strict=False):
         if "loss" in name:
             ax.set_yscale("log")
+        if ragged:  # e.g. regime adaptation trains many times longer
+            ax.set_xscale("log")
+            ax.set_xlabel("epoch (log scale)")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle("Learning curves (mean over seeds, band: min–max)")
     fig.tight_layout()
@@ -104,7 +111,9 @@ def _curves(ds: xr.Dataset, fig_dir: Path) -> list[tuple[str, Path]]:
             sub = ds.sel(sel)
             d = np.atleast_2d(sub["weight_distance"].transpose("seed", "epoch").values)
             s = np.atleast_2d(sub["step"].transpose("seed", "epoch").values)
-            x = np.nanmean(s, axis=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                x = np.nanmean(s, axis=0)
             ok = ~np.isnan(x)
             _band(ax, x[ok], d[:, ok], _label(sel), colors[i % len(colors)])
         ax.set_xscale("log")
