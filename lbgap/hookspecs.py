@@ -9,8 +9,8 @@ kind.
 
 *Lifecycle hooks* are called by the training engine around every step, at
 the end of each epoch and at the end of a trial. Per-trial objects built from
-a study (noise injectors, metrics) are registered for the duration of one trial
-only, so they receive the hooks of their own trial; a package-level plugin
+a study (schedules, stopping rules, noise injectors, metrics) that implement
+lifecycle hooks are registered for the duration of one trial only, so they receive the hooks of their own trial; a package-level plugin
 (a logger, say) receives them for every trial.
 
 Every hook here is documented where it is declared; ``docs/hooks.md`` is

@@ -178,7 +178,9 @@ def run_trial(
             lr=plan.lr,
         )
         pm = registry.pm
-        trial_plugins = [obj for obj in (*parts.noise, *parts.metrics) if _has_hookimpls(obj)]
+        trial_plugins = [
+            obj for obj in (parts.schedule, *parts.stopping, *parts.noise, *parts.metrics) if _has_hookimpls(obj)
+        ]
         names = []
         for i, obj in enumerate(trial_plugins):
             name = f"trial:{key}:{i}"
