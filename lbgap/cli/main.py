@@ -48,13 +48,17 @@ def _load(spec: Path):
         raise typer.Exit(EXIT_USAGE) from None
 
 
-def _run(study, out_dir: Path, device: str, storage: Optional[str], report: bool, max_trials: Optional[int]) -> None:
+def _run(
+    study, out_dir: Path, device: str, storage: Optional[str], report: bool, max_trials: Optional[int], nproc: int = 1
+) -> None:
     from ..driver.run import FolderBusyError, StudyFolderError, run_study
     from .progress import RichReporter
 
     try:
         with RichReporter(err) as reporter:
-            summary = run_study(study, out_dir, device=device, storage=storage, reporter=reporter, max_trials=max_trials)
+            summary = run_study(
+                study, out_dir, device=device, storage=storage, reporter=reporter, max_trials=max_trials, nproc=nproc
+            )
     except (StudyFolderError, FolderBusyError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
@@ -101,6 +105,7 @@ def study_run(
     ),
     report: bool = typer.Option(True, help="Write figures and a summary after the run."),
     max_trials: Optional[int] = typer.Option(None, help="Stop after training this many trials (resume later)."),
+    nproc: int = typer.Option(1, min=1, help="Train each trial data-parallel on this many processes (torchrun)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a study (or continue it, if its output folder exists)."""
@@ -109,7 +114,7 @@ def study_run(
         err.print(f"[red]error:[/] --device must be cpu, cuda, cuda:N or auto, not {device!r}")
         raise typer.Exit(EXIT_USAGE)
     study = _load(spec)
-    _run(study, out_dir or Path("runs") / study.name, device, storage, report, max_trials)
+    _run(study, out_dir or Path("runs") / study.name, device, storage, report, max_trials, nproc)
 
 
 @study_app.command("resume")

@@ -109,11 +109,15 @@ def _final(history: dict[str, list[float]], name: str) -> float:
 class _Runner:
     """Shared machinery: train a config with a seed, save, report."""
 
-    def __init__(self, study: Study, out_dir: Path, device: torch.device, reporter: Reporter) -> None:
+    def __init__(
+        self, study: Study, out_dir: Path, device: torch.device, reporter: Reporter, nproc: int = 1
+    ) -> None:
         self.study = study
         self.out_dir = out_dir
         self.device = device
         self.reporter = reporter
+        self.nproc = nproc
+        self.write = True  # False on data-parallel ranks other than 0
 
     def trial_path(self, key: str) -> Path:
         return self.out_dir / "trials" / f"{key}.nc"
@@ -149,10 +153,11 @@ class _Runner:
             on_epoch=epoch_cb,
             on_step=lambda s: rep.step(key, s),
         )
-        ds = trial_dataset(outcome, coords)
-        if cfg.save_weights or checkpoints:
-            save_weights(outcome, self.out_dir)
-        write_atomic(ds, self.trial_path(key))
+        if self.write:
+            ds = trial_dataset(outcome, coords)
+            if cfg.save_weights or checkpoints:
+                save_weights(outcome, self.out_dir)
+            write_atomic(ds, self.trial_path(key))
         acc = _final(outcome.history, "test_accuracy")
         rep.trial_end(key, outcome.status, f"test accuracy {acc:.4f}" if not math.isnan(acc) else outcome.reason)
         return outcome
@@ -218,15 +223,17 @@ def _run_grid(study: Study, runner: _Runner, storage_url: Optional[str], max_tri
             ostudy.tell(trial, _final_from_file(runner.trial_path(key)))
             continue
         try:
-            init_state = _warm_start_state(runner, cell)
-            outcome = runner.train(
-                cell.config,
-                cell.seed,
-                key,
-                {"variant": cell.variant, **dict(cell.point), "seed": cell.seed},
-                init_state=init_state,
-                checkpoints=needs.get(key),
-            )
+            if runner.nproc > 1:
+                outcome = _train_data_parallel(runner, key)
+            else:
+                outcome = runner.train(
+                    cell.config,
+                    cell.seed,
+                    key,
+                    {"variant": cell.variant, **dict(cell.point), "seed": cell.seed},
+                    init_state=_warm_start_state(runner, cell),
+                    checkpoints=needs.get(key),
+                )
         except KeyboardInterrupt:
             ostudy.tell(trial, state=TrialState.FAIL)
             raise
@@ -253,6 +260,33 @@ def _run_grid(study: Study, runner: _Runner, storage_url: Optional[str], max_tri
         results = runner.out_dir / "results.nc"
         combine_grid({c.key: runner.trial_path(c.key) for c in cells}, cells, dims, shape, attrs, results)
     return RunSummary(runner.out_dir, results, trained, len(done), failed, diverged)
+
+
+@dataclass
+class _FileOutcome:
+    status: str
+    history: dict[str, list[float]]
+
+
+def _train_data_parallel(runner: _Runner, key: str) -> _FileOutcome:
+    """Train one cell on ``runner.nproc`` processes with torchrun; read back its file."""
+    import subprocess
+
+    import xarray as xr
+
+    from ..distributed import launch_command
+
+    runner.reporter.trial_start(key, 0, 0)
+    cmd = launch_command(runner.out_dir, key, runner.nproc, str(runner.device))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"torchrun failed for {key} (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    with xr.open_dataset(runner.trial_path(key)) as ds:
+        history = {name: ds[name].values.tolist() for name in ds.data_vars if ds[name].dims == ("epoch",)}
+        status = str(ds["status"].values)
+    acc = _final(history, "test_accuracy")
+    runner.reporter.trial_end(key, status, f"test accuracy {acc:.4f} ({runner.nproc} processes)")
+    return _FileOutcome(status, history)
 
 
 def _final_from_file(path: Path) -> float:
@@ -481,17 +515,22 @@ def run_study(
     storage: Optional[str] = None,
     reporter: Optional[Reporter] = None,
     max_trials: Optional[int] = None,
+    nproc: int = 1,
 ) -> RunSummary:
     """Run (or continue) ``study`` in ``out_dir`` and return a summary.
 
     ``max_trials`` stops after that many trials are trained in this call (the
-    rest remain queued for a later run).
+    rest remain queued for a later run). ``nproc > 1`` trains every trial
+    data-parallel on that many processes launched with ``torchrun`` (grid
+    studies).
     """
+    if nproc > 1 and study.search is not None:
+        raise ValueError("--nproc applies to grid studies; a search reports every epoch to Optuna in-process")
     out_dir = Path(out_dir)
     _prepare_folder(study, out_dir, storage)
     lock = claim_folder(out_dir) if is_embedded(storage) else None
     try:
-        runner = _Runner(study, out_dir, resolve_device(device), reporter or NullReporter())
+        runner = _Runner(study, out_dir, resolve_device(device), reporter or NullReporter(), nproc=nproc)
         if study.search is not None:
             return _run_search(study, runner, storage, max_trials)
         return _run_grid(study, runner, storage, max_trials)

@@ -161,6 +161,8 @@ def run_trial(
         data, model, plan, optimizer = parts.data, parts.model, parts.plan, parts.optimizer
         if init_state is not None:
             model.load_state_dict(init_state)
+        # The trial generator (noise hooks, plugins) is the same on every
+        # data-parallel rank, so updates stay identical across ranks.
         generator = torch.Generator(device=device)
         generator.manual_seed(seed * 1_000_003 + 17)
         loss_fn = loss_function(data.task)
@@ -193,13 +195,42 @@ def run_trial(
                 pm.unregister(name=name)
 
 
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) when running under ``torchrun``, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_reduce_gradients(params: list[torch.Tensor], step_loss: torch.Tensor) -> torch.Tensor:
+    """Sum gradients and the step loss over ranks, in one flat buffer.
+
+    Each rank's loss was weighted by its share of the global batch, so the
+    sum is the gradient of the global batch's mean loss, exactly, also when
+    the shares are unequal (the last batch of an epoch).
+    """
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads] + [step_loss.reshape(1).to(grads[0].dtype)])
+    dist.all_reduce(flat)
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        k = g.numel()
+        p.grad = flat[offset : offset + k].view_as(p)
+        offset += k
+    return flat[-1].detach()
+
+
 def _has_hookimpls(obj: Any) -> bool:
     return any(hasattr(getattr(obj, n, None), "lbgap_impl") for n in dir(obj) if n.startswith("lbgap_"))
 
 
 def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epoch, on_step, t_start) -> TrialOutcome:
     data, model, plan, optimizer = parts.data, parts.model, parts.plan, parts.optimizer
-    device, generator = trial.device, trial.generator
+    device = trial.device
     hook = pm.hook
     want_before = bool(hook.lbgap_before_step.get_hookimpls())
     want_after_bw = bool(hook.lbgap_after_backward.get_hookimpls())
@@ -216,6 +247,14 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
 
     n = data.n_train
     B = plan.batch_size
+    rank, world = _distributed()
+    if world > 1 and B < world:
+        raise ValueError(f"batch size {B} is smaller than the {world} data-parallel processes")
+    # batch order: one generator shared by all ranks; augmentation: one per rank
+    perm_gen = torch.Generator(device=device)
+    perm_gen.manual_seed(trial.seed * 1_000_003 + 29)
+    aug_gen = torch.Generator(device=device)
+    aug_gen.manual_seed(trial.seed * 1_000_003 + 41 + 7919 * rank)
     if B > n:
         log.warning("%s: batch size %d exceeds the %d training samples; using one batch of %d", trial.key, B, n, n)
     steps_per_epoch = n // B if (cfg.drop_last and n >= B) else math.ceil(n / B)
@@ -250,7 +289,7 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
     for epoch in range(1, plan.epochs + 1):
         t_epoch = time.perf_counter()
         model.train()
-        perm = torch.randperm(n, device=device, generator=generator) if cfg.shuffle else torch.arange(n, device=device)
+        perm = torch.randperm(n, device=device, generator=perm_gen) if cfg.shuffle else torch.arange(n, device=device)
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct_sum = torch.zeros((), device=device, dtype=torch.float64)
         seen = 0
@@ -268,14 +307,16 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
                 lr_now = lr
                 trial.lr = lr
             idx = perm[i * B : (i + 1) * B]
+            b = len(idx)
+            if world > 1:  # this rank's share of the global batch
+                idx = idx.tensor_split(world)[rank]
             x = train_x[idx]
             y = train_y[idx]
             if transform is not None:
-                x = transform(x, generator)
+                x = transform(x, aug_gen)
             if want_before:
                 hook.lbgap_before_step(trial=trial, x=x, y=y)
-            b = len(idx)
-            if micro == 1:
+            if micro == 1 and world == 1:
                 out = model(x)
                 loss = loss_fn(out, y)
                 loss.backward()
@@ -291,6 +332,8 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
                     step_loss += part.detach()
                     if task == "classification" and eval_cfg.train_metrics == "running":
                         correct_sum += (out.detach().argmax(1) == ym).sum()
+            if world > 1:
+                step_loss = _all_reduce_gradients(params, step_loss)
             if want_after_bw:
                 hook.lbgap_after_backward(trial=trial)
             if clip is not None:
@@ -305,6 +348,10 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
             if on_step is not None:
                 on_step(trial.step)
         trial.epoch = epoch
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(correct_sum)  # the loss sum is already global
         running_loss = float(loss_sum) / max(seen, 1)
         diverged = not math.isfinite(running_loss)
         record: dict[str, float] = {}
