@@ -35,7 +35,7 @@ from ..results import (
 from ..spec.load import Cell, Study, cell_key
 from ..spec.merge import split_path
 from .progress import NullReporter, Reporter
-from .storage import FolderBusyError, claim_folder, fail_stale_trials, is_embedded, make_storage
+from .storage import FolderBusyError, claim_folder, fail_stale_trials, folder_lock, is_embedded, make_storage
 
 __all__ = ["run_study", "resolve_device", "StudyFolderError", "FolderBusyError", "RunSummary"]
 
@@ -196,15 +196,16 @@ def _run_grid(study: Study, runner: _Runner, storage_url: Optional[str], max_tri
         if src is not None:
             needs.setdefault(src, set()).add(cell.config.warm_start.epochs)
     ostudy = _optuna_study(study, runner.out_dir, storage_url, "maximize")
-    done = {k for k in by_key if runner.trial_path(k).exists()}
-    queued = {
-        t.user_attrs.get("cell")
-        for t in ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-    }
-    order = sorted(cells, key=lambda c: (_source_key(c) is not None,))  # sources first, stable
-    for cell in order:
-        if cell.key not in done and cell.key not in queued:
-            ostudy.enqueue_trial(_cell_params(cell), user_attrs={"cell": cell.key})
+    with folder_lock(runner.out_dir):
+        done = {k for k in by_key if runner.trial_path(k).exists()}
+        queued = {
+            t.user_attrs.get("cell")
+            for t in ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+        }
+        order = sorted(cells, key=lambda c: (_source_key(c) is not None,))  # sources first, stable
+        for cell in order:
+            if cell.key not in done and cell.key not in queued:
+                ostudy.enqueue_trial(_cell_params(cell), user_attrs={"cell": cell.key})
     runner.reporter.study_start(len(cells), len(done))
     choices = _grid_choices(study, cells)
     trained, failed, diverged = 0, [], []

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Optional
 
 import optuna
-from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-__all__ = ["make_storage", "fail_stale_trials", "is_embedded", "claim_folder", "FolderBusyError"]
+__all__ = ["make_storage", "fail_stale_trials", "is_embedded", "claim_folder", "FolderBusyError", "folder_lock"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,20 @@ def claim_folder(out_dir: Path):
     return handle
 
 
+@contextlib.contextmanager
+def folder_lock(out_dir: Path, name: str = ".lbgap.enqueue.lock"):
+    """A blocking exclusive ``flock`` on a file in ``out_dir``: workers sharing
+    a study take turns to enqueue its cells, so each cell is queued once."""
+    import fcntl
+
+    with open(Path(out_dir) / name, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def make_storage(out_dir: Path, url: Optional[str]) -> optuna.storages.BaseStorage:
     """``url`` None: a journal file inside ``out_dir`` (one process at a time).
     Otherwise an RDB URL (``postgresql://...``) with heartbeats, so trials of a
@@ -63,13 +78,31 @@ def make_storage(out_dir: Path, url: Optional[str]) -> optuna.storages.BaseStora
     if is_embedded(url):
         path = Path(out_dir) / "optuna.journal"
         return JournalStorage(JournalFileBackend(str(path)))
-    return RDBStorage(
-        url,
-        heartbeat_interval=30,
-        grace_period=90,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
-        engine_kwargs={"pool_pre_ping": True},
-    )
+    import random
+    import time
+    import warnings
+
+    from sqlalchemy.exc import DBAPIError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for attempt in range(8):
+            try:
+                return RDBStorage(
+                    url,
+                    heartbeat_interval=30,
+                    grace_period=90,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+                    engine_kwargs={"pool_pre_ping": True},
+                )
+            except DBAPIError as exc:
+                # workers starting together race to create the schema: the
+                # loser sees a duplicate type or table; the schema is there now
+                if attempt == 7:
+                    raise
+                log.info("storage not ready (%s); retrying", type(exc.orig).__name__)
+                time.sleep(0.2 + random.random())
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def fail_stale_trials(study: optuna.Study) -> int:

@@ -50,6 +50,9 @@ def test_two_workers_share_a_study(postgres_url, tmp_path):
     trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len({t.user_attrs["cell"] for t in done}) == 8
+    assert len(trials) == 8  # each cell queued once, although both workers enqueue
+    trained = sum(o.count("completed ") for o, _e in outs) + sum(e.count("completed ") for _o, e in outs)
+    assert trained == 8  # no cell trained twice
     assert (tmp_path / "shared" / "results.nc").exists()
     # the same results as one embedded worker
     single = _run(["s.yaml", "--out", "single", "--no-report", "--device", "cpu"], tmp_path)
