@@ -35,22 +35,30 @@ def hand_loop_epochs(cfg, seed: int, epochs: int) -> list[float]:
     params = list(model.parameters())
     init = [p.detach().clone() for p in params]
     n, B = len(data.train_y), parts.plan.batch_size
+    running = cfg.eval.train_metrics == "running"
     times = []
     for _epoch in range(epochs):
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=gen)
+        loss_sum, correct_sum = torch.zeros(()), torch.zeros(())
         for i in range(math.ceil(n / B)):
             idx = perm[i * B : (i + 1) * B]
-            loss = F.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
+            out = model(data.train_x[idx])
+            loss = F.cross_entropy(out, data.train_y[idx])
             loss.backward()
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if running:  # train loss/accuracy as the mean over the epoch's batches
+                loss_sum += loss.detach() * len(idx)
+                correct_sum += (out.detach().argmax(1) == data.train_y[idx]).sum()
+        _ = float(loss_sum) / n, float(correct_sum) / n
         model.eval()
+        splits = [(data.test_x, data.test_y)] if running else [(data.train_x, data.train_y), (data.test_x, data.test_y)]
         with torch.no_grad():
-            for x, y in ((data.train_x, data.train_y), (data.test_x, data.test_y)):
+            for x, y in splits:
                 tot, correct = 0.0, 0
                 for s in range(0, len(y), cfg.eval.batch_size):
                     out = model(x[s : s + cfg.eval.batch_size])
