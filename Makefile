@@ -8,9 +8,8 @@ OUT    ?= runs/hoffer_regime
 
 .PHONY: study test test-slow bench lint docs clean
 
-$(BIN)/lbgap: pyproject.toml constraints.txt examples/lbgap-example-plugin/pyproject.toml
+$(BIN)/lbgap: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	@touch $@
 
