@@ -110,7 +110,7 @@ class Registry:
                 self.failures.append(
                     PluginLoadError(name, origin, f"{hook_name} raised {type(exc).__name__}: {exc}")
                 )
-                log.warning("plugin %s: %s raised %s", name, hook_name, exc)
+                log.info("plugin %s: %s raised %s", name, hook_name, exc)
                 log.debug("%s", traceback.format_exc())
                 self.pm.unregister(name=name)
                 return
@@ -155,7 +155,7 @@ def _entry_point_plugins(group: str) -> tuple[list[tuple[str, Any, str, str]], l
             obj = ep.load()
         except Exception as exc:
             failures.append(PluginLoadError(ep.name, origin, f"{type(exc).__name__}: {exc}"))
-            log.warning("plugin %s (%s) failed to load: %s", ep.name, origin, exc)
+            log.info("plugin %s (%s) failed to load: %s", ep.name, origin, exc)
             continue
         loaded.append((ep.name, obj, origin, version))
     return loaded, failures
