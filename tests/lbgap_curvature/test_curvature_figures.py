@@ -2,6 +2,7 @@
 
 import numpy as np
 import xarray as xr
+
 from lbgap_curvature.figures import (
     final_epoch,
     plot_interpolation,

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from curvature_helpers import make_data, make_mlp, split_batches
+
 from lbgap_curvature.interpolation import (
     interpolated_buffer_names,
     interpolation_alphas,

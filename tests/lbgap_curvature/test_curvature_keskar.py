@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from curvature_helpers import make_data, make_mlp, split_batches
+
 from lbgap_curvature.loss import EvalBatches, ModelObjective
 from lbgap_curvature.sharpness import (
     keskar_box,

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from curvature_helpers import dense_hessian, make_data, make_mlp, split_batches
+
 from lbgap_curvature.hvp import HessianOperator
 from lbgap_curvature.lanczos import MatrixOperator, eigsh_eigenpairs, top_eigenpairs
 from lbgap_curvature.loss import EvalBatches, ModelObjective

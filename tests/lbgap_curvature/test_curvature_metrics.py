@@ -1,6 +1,5 @@
 """The metric plugins: registration, configuration, outputs, determinism and side-effect freedom."""
 
-import lbgap_curvature
 import numpy as np
 import pydantic
 import pytest
@@ -8,11 +7,12 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 from curvature_helpers import context, dense_hessian, make_data, make_mlp, split_batches
-from lbgap_curvature.state import ModelSnapshot, rng_snapshot
 from torch import nn
 
+import lbgap_curvature
 from lbgap.metric import Metric
 from lbgap.registry import Registry
+from lbgap_curvature.state import ModelSnapshot, rng_snapshot
 
 FAST = {
     "keskar_sharpness": {"maxiter": 3, "subspace_dim": 5},

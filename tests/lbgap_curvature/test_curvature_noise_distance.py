@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from lbgap_curvature.distance import parameter_distance, parameter_norm, selected_names
 from lbgap_curvature.noise_scale import simple_noise_scale
 

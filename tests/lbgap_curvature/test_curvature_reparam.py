@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from curvature_helpers import dense_hessian, make_data, make_mlp, split_batches
+from torch import nn
+
 from lbgap_curvature.adaptive import adaptive_average_case, adaptive_worst_case
 from lbgap_curvature.flat import ParamLayout
 from lbgap_curvature.hvp import HessianOperator
@@ -14,7 +16,6 @@ from lbgap_curvature.lanczos import top_eigenpairs
 from lbgap_curvature.loss import EvalBatches, ModelObjective
 from lbgap_curvature.reparam import bn_alpha_scale, relu_alpha_scale, scale_vector
 from lbgap_curvature.sharpness import keskar_sharpness
-from torch import nn
 
 
 @pytest.fixture(scope="module")

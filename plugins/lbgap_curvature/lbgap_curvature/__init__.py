@@ -1,0 +1,30 @@
+"""Curvature and sharpness metrics for lbgap.
+
+Metric plugins (``metrics:`` entries of a study, or ``lbgap measure`` on saved
+weights): ``keskar_sharpness``, ``hessian_eigenvalues``, ``hessian_trace``,
+``hessian_spectrum``, ``interpolation``, ``minimizer_distance``,
+``adaptive_sharpness`` and ``gradient_noise_scale``. Their definitions and
+output variables are in ``docs/metrics.md``.
+
+The algorithms are plain functions usable without a study:
+:mod:`.hvp` (Hessian-vector products), :mod:`.lanczos` (top eigenvalues),
+:mod:`.trace` (Hutchinson), :mod:`.slq` (spectral density), :mod:`.sharpness`
+(Keskar's Metric 2.1), :mod:`.adaptive` (adaptive sharpness),
+:mod:`.interpolation` (parametric plot), :mod:`.reparam` (Dinh et al.'s
+rescalings), :mod:`.noise_scale` (gradient noise scale) and
+:mod:`.figures` (plots from a results Dataset).
+"""
+
+from __future__ import annotations
+
+from lbgap import hookimpl
+from lbgap.plugin import MetricPlugin
+
+from .metrics import METRIC_CLASSES
+
+__all__ = ["lbgap_register_metrics"]
+
+
+@hookimpl
+def lbgap_register_metrics() -> list[MetricPlugin]:
+    return [MetricPlugin(name=cls.name, config=cls.config_cls, build=cls) for cls in METRIC_CLASSES]
