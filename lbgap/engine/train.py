@@ -66,6 +66,8 @@ class TrialOutcome:
     initial_state: dict[str, torch.Tensor]
     final_state: dict[str, torch.Tensor]
     checkpoints: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    #: per-epoch metric values with dimensions of their own: name → {epoch: DataArray}
+    epoch_arrays: dict[str, dict[int, Any]] = field(default_factory=dict)
     wall_time: float = 0.0
     data_description: str = ""
 
@@ -260,6 +262,7 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
     steps_per_epoch = n // B if (cfg.drop_last and n >= B) else math.ceil(n / B)
     micro = cfg.accumulation_steps
     history: dict[str, list[float]] = {}
+    epoch_arrays: dict[str, dict[int, Any]] = {}
     end: dict[str, Any] = {}
     status, reason = "completed", ""
     eval_cfg = cfg.eval
@@ -404,7 +407,10 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
             for metric in parts.metrics:
                 if metric.every and epoch % metric.every == 0:
                     for name, value in metric.compute(measure_ctx(epoch)).items():
-                        record[name] = _as_float(value, name)
+                        if hasattr(value, "dims"):  # an xarray.DataArray: kept per epoch
+                            epoch_arrays.setdefault(name, {})[epoch] = value
+                        else:
+                            record[name] = _as_float(value, name)
         hook.lbgap_epoch_end(trial=trial, record=record)
         record["epoch_time"] = time.perf_counter() - t_epoch
         for k, v in record.items():
@@ -446,8 +452,11 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
             elif trial.epoch % metric.every != 0 and trial.epoch > 0:
                 # a per-epoch metric also measured at the end: fill in the last epoch
                 for name, value in metric.compute(measure_ctx(trial.epoch)).items():
-                    history.setdefault(name, [math.nan] * trial.epoch)[-1] = _as_float(value, name)
-    clash = sorted(set(end) & set(history))
+                    if hasattr(value, "dims"):
+                        epoch_arrays.setdefault(name, {})[trial.epoch] = value
+                    else:
+                        history.setdefault(name, [math.nan] * trial.epoch)[-1] = _as_float(value, name)
+    clash = sorted(set(end) & (set(history) | set(epoch_arrays)))
     if clash:
         raise ValueError(f"end-of-training values {clash} clash with per-epoch variables of the same name")
     trial.status = status
@@ -463,6 +472,7 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
         initial_state=initial_state,
         final_state=_clone_state(model),
         checkpoints=checkpoints,
+        epoch_arrays=epoch_arrays,
         wall_time=time.perf_counter() - t_start,
         data_description=data.description,
     )

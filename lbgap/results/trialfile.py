@@ -40,6 +40,15 @@ def trial_dataset(outcome: TrialOutcome, coords: Mapping[str, Any]) -> xr.Datase
     for name, values in outcome.history.items():
         arr = np.asarray(values + [math.nan] * (n_epochs - len(values)), dtype=np.float64)
         data_vars[name] = xr.Variable(("epoch",), arr, attrs=variable_attrs(name))
+    for name, by_epoch in outcome.epoch_arrays.items():
+        epochs = sorted(by_epoch)
+        stacked = xr.concat(
+            [by_epoch[e] for e in epochs], dim=xr.DataArray(epochs, dims="epoch"), join="outer",
+            coords="different", compat="equals", combine_attrs="drop_conflicts",
+        )
+        stacked = stacked.reindex(epoch=epoch).drop_vars("epoch")  # NaN where not measured
+        attrs = {**variable_attrs(name), **by_epoch[epochs[0]].attrs}
+        data_vars[name] = stacked.assign_attrs(attrs).transpose("epoch", ...)
     for name, value in outcome.end.items():
         if isinstance(value, xr.DataArray):
             attrs = {**variable_attrs(name), **value.attrs}

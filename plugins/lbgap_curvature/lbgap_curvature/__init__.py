@@ -28,3 +28,10 @@ __all__ = ["lbgap_register_metrics"]
 @hookimpl
 def lbgap_register_metrics() -> list[MetricPlugin]:
     return [MetricPlugin(name=cls.name, config=cls.config_cls, build=cls) for cls in METRIC_CLASSES]
+
+
+@hookimpl
+def lbgap_report_figures(results, out_dir):
+    from .report import curvature_figures
+
+    return curvature_figures(results, out_dir)

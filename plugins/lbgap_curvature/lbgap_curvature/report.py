@@ -1,0 +1,44 @@
+"""Figures of curvature metrics for ``lbgap report`` (drawn when the variables exist)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from .figures import plot_interpolation, plot_sharpness_vs_batch_size, plot_spectrum_density  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def curvature_figures(ds: xr.Dataset, out_dir: Path) -> list[tuple[str, Path]]:
+    """Interpolation plot (Keskar Fig. 3), sharpness and accuracy against batch size
+    (Fig. 4), spectral density: whichever the results hold."""
+    out: list[tuple[str, Path]] = []
+    jobs = []
+    if "interpolation_train_loss" in ds:
+        jobs.append(("Loss and accuracy along the line between minimizers (Keskar et al. Fig. 3)",
+                     "interpolation.png", lambda: plot_interpolation(ds)))
+    sharp = sorted(v for v in ds.data_vars if v.startswith("keskar_sharpness_"))
+    if sharp and "batch_size" in ds.dims:
+        jobs.append(("Sharpness and test accuracy against batch size (Keskar et al. Fig. 4)",
+                     "sharpness_vs_batch_size.png", lambda: plot_sharpness_vs_batch_size(ds, sharpness=sharp[0])))
+    if "hessian_spectrum_density" in ds:
+        jobs.append(("Hessian spectral density (stochastic Lanczos quadrature)",
+                     "hessian_spectrum.png", lambda: plot_spectrum_density(ds)))
+    for title, name, draw in jobs:
+        try:
+            fig = draw()
+        except Exception:  # one figure failing must not lose the others
+            log.exception("figure %s failed", name)
+            continue
+        path = Path(out_dir) / name
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        out.append((title, path))
+    return out
