@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +28,11 @@ seeds: [0]
 
 def test_installed_plugin_is_listed_and_runs_a_study(tmp_path):
     target = tmp_path / "site"
+    source = tmp_path / "lbgap-example-plugin"  # a copy: building writes next to the sources
+    shutil.copytree(ROOT / "examples" / "lbgap-example-plugin", source)
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT / "examples" / "lbgap-example-plugin")],
+         "--target", str(target), str(source)],
         capture_output=True, text=True, timeout=300,
     )
     assert pip.returncode == 0, pip.stderr
