@@ -17,12 +17,24 @@ Example (the defaults are the last setting explored; about 2 minutes for 3 seeds
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/lbgap_synthetic/explore_pq.py --seeds 0 1 2
 
-Finding so far (d = 500, n = 800, two-layer bias-free ReLU, width 200, fixed
-±5/sqrt(width) head): no setting tried separates L-S from S on P-only test
-points by more than the seed spread. The small learning rate learns the P
-direction in its first ~20 epochs, before or while it fits Q, so it does not
-starve P; and isotropic gradient noise (τ_ξ) hurts P (a d-dimensional linear
-feature) before it hurts Q. See the package report for the settings tried.
+Findings (details and numbers in docs/reproductions-li.md, "What was tried"):
+
+* With the package defaults (d = 500, n = 800, 20/20/60, |z| = 1, |zeta| = 0.3, alpha ~ U[0, 1]) the small
+  learning rate learns the P direction while it fits Q, so it is not starved of P.
+* S is starved (P learned mostly from the P-only examples) once fitting Q drives the loss of the 'both'
+  examples to about zero: a Q part that dominates those examples (|z| = 4, |zeta| = 2), alpha ~ U[0.5, 1]
+  and 80% 'both' examples (p0 = q0 = 0.1).
+* Pre-activation noise (std 0.7, per unit and example) then delays Q and lets P be learned from every
+  example: S+noise beats S on P-only test points; a width of 1000 keeps the bias-free ReLU units from
+  dying on the Q rays when the noise is removed.
+* With the fully connected network no large learning rate tried (0.1-8, batch 1-16, with and without
+  weight decay, isotropic gradient noise tau_xi = 0.03-3) made SGD ignore Q while learning P: the large
+  rate fits Q in its first epochs, or (|z| large, rate >= 5) kills every unit on the Q rays. With
+  separate P and Q units (``--split-units``) the large rate does learn P first (P-only 83-84% before the
+  anneal, Q at chance), but it kills the Q units, so Q is never learned after the anneal. Isotropic
+  gradient noise destroys P (a d-dimensional direction) long before Q (two dimensions).
+
+``studies/li_synthetic.yaml`` is the resulting setting, run through the engine.
 """
 
 from __future__ import annotations

@@ -8,7 +8,13 @@ Plugins registered here:
 * noise ``gradient_noise`` (:mod:`.gradient_noise`) and
   ``preactivation_noise`` (:mod:`.preactivation_noise`);
 * schedule ``loss_switch`` and stopping rule ``train_loss_below``
-  (:mod:`.loss_switch`).
+  (:mod:`.loss_switch`);
+* metric ``linear_coefficients`` (:mod:`.coefficients`): β per epoch, for the
+  convex example's trajectories.
+
+Report figures (``lbgap_report_figures``, :mod:`.report_figures`): test
+accuracy per P/Q component against epoch with the anneal marked, and the
+convex example's trajectories over the train and test loss contours.
 
 Pure helpers: :mod:`.convex` (gradient descent on the convex example, closed
 forms, trajectory plot) and :mod:`.plots` (accuracy per component).
@@ -17,8 +23,9 @@ forms, trajectory plot) and :mod:`.plots` (accuracy per component).
 from __future__ import annotations
 
 from lbgap import hookimpl
-from lbgap.plugin import DatasetPlugin, ModelPlugin, NoisePlugin, SchedulePlugin, StoppingPlugin
+from lbgap.plugin import DatasetPlugin, MetricPlugin, ModelPlugin, NoisePlugin, SchedulePlugin, StoppingPlugin
 
+from .coefficients import LinearCoefficientsConfig, build_linear_coefficients
 from .convex_plugin import (
     ConvexRegressionConfig,
     LinearRegressionConfig,
@@ -32,10 +39,12 @@ from .preactivation_noise import PreactivationNoiseConfig, build_preactivation_n
 
 __all__ = [
     "lbgap_register_datasets",
+    "lbgap_register_metrics",
     "lbgap_register_models",
     "lbgap_register_noise",
     "lbgap_register_schedules",
     "lbgap_register_stopping",
+    "lbgap_report_figures",
 ]
 
 
@@ -68,3 +77,15 @@ def lbgap_register_schedules():
 @hookimpl
 def lbgap_register_stopping():
     return [StoppingPlugin(name="train_loss_below", config=TrainLossBelowConfig, build=build_train_loss_below)]
+
+
+@hookimpl
+def lbgap_register_metrics():
+    return [MetricPlugin(name="linear_coefficients", config=LinearCoefficientsConfig, build=build_linear_coefficients)]
+
+
+@hookimpl
+def lbgap_report_figures(results, out_dir):
+    from .report_figures import report_figures
+
+    return report_figures(results, out_dir)
