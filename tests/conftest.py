@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# one thread: the small networks of the tests run fastest so, and a shared
+# machine does not turn OpenMP's waiting threads into a slowdown
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 def _load_toy_plugins():
