@@ -309,9 +309,14 @@ def _warm_start_state(runner: _Runner, cell: Cell, timeout: float = 3600.0) -> O
     path = weights_dir(runner.out_dir, src) / name
     deadline = time.monotonic() + timeout
     while not path.exists():  # another worker may still be training the source
+        if runner.trial_path(src).exists():  # the source is done, without that checkpoint
+            raise FileNotFoundError(
+                f"warm start from {src} after {ws.epochs} epochs: the source trial ended before epoch "
+                f"{ws.epochs} (stopped early or diverged), so {path.name} does not exist"
+            )
         if time.monotonic() > deadline:
             raise FileNotFoundError(f"warm start: {path} did not appear")
-        time.sleep(2.0)
+        time.sleep(0.5)
     return torch.load(path, map_location=runner.device, weights_only=True)
 
 

@@ -19,19 +19,11 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from ..registry import get_registry  # noqa: E402
+from ..results.final import final_values  # noqa: E402
 
 __all__ = ["make_report", "final_values", "final_table"]
 
 log = logging.getLogger(__name__)
-
-
-def final_values(ds: xr.Dataset, name: str) -> xr.DataArray:
-    """The last non-NaN value along ``epoch`` of a per-epoch variable."""
-    da = ds[name]
-    valid = da.notnull()
-    last = valid.cumsum("epoch").argmax("epoch")  # index of the last valid epoch
-    out = da.isel(epoch=last)
-    return out.where(valid.any("epoch"))
 
 
 def _groups(ds: xr.Dataset) -> list[dict[str, Any]]:

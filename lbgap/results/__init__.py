@@ -1,11 +1,13 @@
 """Results: per-trial netCDF files and the combined ``results.nc``."""
 
 from .combine import combine_grid, combine_search, open_trial, study_attrs
+from .final import final_values
 from .trialfile import save_weights, trial_dataset, weights_dir, write_atomic
 
 __all__ = [
     "combine_grid",
     "combine_search",
+    "final_values",
     "open_trial",
     "study_attrs",
     "save_weights",

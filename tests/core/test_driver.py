@@ -177,3 +177,43 @@ def test_two_processes_cannot_share_an_embedded_study(toy_registry, tmp_path):
             run_study(_study(toy_registry), tmp_path, device="cpu")
     finally:
         held.close()
+
+
+def test_warm_start_from_a_source_that_stopped_early_fails_at_once(toy_registry, tmp_path):
+    import time
+
+    text = """\
+study: piggy
+base:
+  dataset: {name: blobs, n_train: 64, n_test: 32}
+  model: {name: tiny_mlp, width: 8}
+  optimizer: {name: sgd, lr: 0.1}
+  batch_size: 32
+  epochs: 6
+variants:
+  sb:
+    stopping: [{name: plateau, monitor: train_loss, patience: 1, min_delta: 100.0}]
+  lb:
+    warm_start: {variant: sb, epochs: 5}
+seeds: [0]
+"""
+    start = time.monotonic()
+    summary = run_study(_study(toy_registry, text), tmp_path, device="cpu")
+    assert time.monotonic() - start < 60
+    assert summary.failed == ["lb,seed=0"]
+    ds = xr.open_dataset(tmp_path / "trials" / "sb,seed=0.nc")
+    assert str(ds["status"].values) == "stopped" and int(ds.sizes["epoch"]) == 2
+
+
+def test_warm_start_starts_from_the_source_checkpoint(toy_registry, tmp_path):
+    import torch
+
+    text = FAST.replace("  save_weights: false\n", "").replace(
+        "b: {optimizer: {lr: 0.02}}", "b: {warm_start: {variant: a, epochs: 1}}"
+    ).replace("grid:\n  batch_size: [16, 64]\n", "")
+    run_study(_study(toy_registry, text), tmp_path, device="cpu")
+    for seed in (0, 1):
+        ckpt = torch.load(tmp_path / "weights" / f"a,seed={seed}" / "epoch_1.pt", weights_only=True)
+        init_b = torch.load(tmp_path / "weights" / f"b,seed={seed}" / "initial.pt", weights_only=True)
+        for k in ckpt:
+            assert torch.equal(ckpt[k], init_b[k])

@@ -92,3 +92,11 @@ def test_names_of_different_lengths_survive_combining(toy_registry, tmp_path):
     assert list(ds["variant"].values) == ["sb", "lb_lr_gbn_ra"]
     assert list(ds["name"].values) == ["sgd", "adagrad"]
     assert set(ds["status"].values.ravel()) == {"completed"}
+
+
+def test_final_values_pick_each_runs_last_epoch():
+    from lbgap.results import final_values
+
+    ds = xr.Dataset({"acc": (("variant", "epoch"), [[0.1, 0.2, np.nan], [0.3, 0.4, 0.5], [np.nan] * 3])})
+    out = final_values(ds, "acc").values
+    assert out[0] == 0.2 and out[1] == 0.5 and np.isnan(out[2])

@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 
 from lbgap.registry import load_registry
+from lbgap.results import final_values
 from lbgap.spec import load_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def test_hoffer_regime_shows_the_gap_and_its_closing(tmp_path):
     study = load_study(ROOT / "studies" / "hoffer_regime.yaml", load_registry())
     summary = run_study(study, tmp_path, device="cpu")
     ds = xr.open_dataset(summary.results)
-    final = ds["test_accuracy"].ffill("epoch").isel(epoch=-1).mean("seed") * 100
+    final = final_values(ds, "test_accuracy").mean("seed") * 100
     assert float(final.sel(variant="sb") - final.sel(variant="lb")) >= 3.0
     assert float(final.sel(variant="lb_lr_gbn_ra")) >= float(final.sel(variant="sb")) - 1.0
     assert float(final.sel(variant="lb_lr")) > float(final.sel(variant="lb"))
