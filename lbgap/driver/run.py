@@ -134,14 +134,13 @@ class _Runner:
         on_epoch: Any = None,
     ) -> TrialOutcome:
         rep = self.reporter
-        steps_hint = {"n": 0}
 
         def epoch_cb(epoch: int, record: dict[str, float], trial: Any) -> None:
             rep.epoch_end(key, epoch, record)
             if on_epoch is not None:
                 on_epoch(epoch, record, trial)
 
-        rep.trial_start(key, cfg.epochs, steps_hint["n"])
+        rep.trial_start(key, cfg.epochs, 0)
         outcome = run_trial(
             cfg,
             seed,

@@ -11,7 +11,6 @@ import difflib
 import hashlib
 import itertools
 import json
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -446,7 +445,3 @@ def _allowed_keys(parent: tuple, data: Any, v: _Validator) -> list[str]:
     if model is None:
         return []
     return list(model.model_fields)
-
-
-def _finite(x: float) -> bool:
-    return not (math.isnan(x) or math.isinf(x))

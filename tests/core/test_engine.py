@@ -45,8 +45,6 @@ def test_history_counts_steps_and_distance(toy_registry):
     assert out.history["step"] == [steps_per_epoch * e for e in (1, 2, 3)]
     assert out.status == "completed" and len(out.history["test_accuracy"]) == 3
     # ||w_T - w_0|| over parameters only (not BN buffers), from the saved states
-    names = [n for n, _ in torch.nn.Sequential().named_parameters()]
-    del names
     params = [k for k in out.final_state if "running" not in k and "num_batches" not in k]
     expected = math.sqrt(sum(float((out.final_state[k] - out.initial_state[k]).pow(2).sum()) for k in params))
     assert out.history["weight_distance"][-1] == pytest.approx(expected, rel=1e-6)
