@@ -364,24 +364,21 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
             # from their own generator, so evaluating never shifts training's stream
             eval_gen = torch.Generator(device=device)
             eval_gen.manual_seed(trial.seed * 1_000_003 + 7919 * epoch + 1)
-            test = evaluate(
-                model, data.test_x, data.test_y, task=task, transform=data.eval_transform,
-                generator=eval_gen, batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode,
-                groups=data.test_groups,
-            )
-            if eval_cfg.train_metrics == "eval_pass":
-                train = evaluate(
-                    model, train_x, train_y, task=task, transform=data.eval_transform,
-                    generator=eval_gen, batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode,
-                    groups=data.train_groups,
+
+            def pass_over(x: torch.Tensor, y: torch.Tensor, groups: dict, gen: torch.Generator = eval_gen) -> dict[str, float]:
+                return evaluate(
+                    model, x, y, task=task, transform=data.eval_transform, generator=gen,
+                    batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode, groups=groups,
                 )
+
+            test = pass_over(data.test_x, data.test_y, data.test_groups)
+            if eval_cfg.train_metrics == "eval_pass":
+                train = pass_over(train_x, train_y, data.train_groups)
             else:
-                train = {"loss": running_loss, "accuracy": float(correct_sum) / max(seen, 1) if task == "classification" else math.nan}
-                if data.train_groups:
-                    extra = evaluate(
-                        model, train_x, train_y, task=task, transform=data.eval_transform,
-                        generator=eval_gen, batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode, groups=data.train_groups,
-                    )
+                accuracy = float(correct_sum) / max(seen, 1) if task == "classification" else math.nan
+                train = {"loss": running_loss, "accuracy": accuracy}
+                if data.train_groups:  # per-group values need a pass; the totals stay running means
+                    extra = pass_over(train_x, train_y, data.train_groups)
                     train.update({k: v for k, v in extra.items() if k not in ("loss", "accuracy")})
         else:
             nan_train = {"loss": running_loss if diverged else math.nan, "accuracy": math.nan}
