@@ -6,6 +6,8 @@ import fake_vision_files
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
+
 from lbgap_datasets.common import DatasetFilesMissing
 from lbgap_datasets.torchvision_files import CIFAR10Unverified, load_cifar_split
 from lbgap_datasets.torchvision_sets import (
@@ -14,7 +16,6 @@ from lbgap_datasets.torchvision_sets import (
     build_cifar10,
     build_cifar100,
 )
-from pydantic import ValidationError
 
 
 def _pixels(data: np.ndarray) -> torch.Tensor:

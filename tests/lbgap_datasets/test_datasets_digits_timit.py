@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits
+
 from lbgap_datasets.common import DatasetFilesMissing
 from lbgap_datasets.digits import DigitsConfig, build_digits
 from lbgap_datasets.timit import TimitFramesConfig, build_timit_frames
-from sklearn.datasets import load_digits
 
 
 def test_digits_split_covers_the_data_once_and_is_stratified(cpu):

@@ -8,10 +8,11 @@ import fake_vision_files
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
+
 from lbgap_datasets.common import DatasetFilesMissing
 from lbgap_datasets.torchvision_files import load_mnist_split
 from lbgap_datasets.torchvision_sets import MNISTConfig, build_mnist
-from pydantic import ValidationError
 
 # Published facts about the official MNIST files (independent of the copy's md5):
 OFFICIAL_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

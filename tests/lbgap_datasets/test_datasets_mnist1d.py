@@ -7,8 +7,9 @@ import random
 import numpy as np
 import pytest
 import torch
-from lbgap_datasets.mnist1d import MNIST1DConfig, build_mnist1d, generate_mnist1d
 from pydantic import ValidationError
+
+from lbgap_datasets.mnist1d import MNIST1DConfig, build_mnist1d, generate_mnist1d
 
 
 def package_reference(**overrides):

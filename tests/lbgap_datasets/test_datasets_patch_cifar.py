@@ -21,6 +21,7 @@ import fake_vision_files
 import numpy as np
 import pytest
 import torch
+
 from lbgap_datasets.patch_cifar import PatchCIFAR10Config, PatchTransform, build_patch_cifar10
 
 MEAN = torch.tensor([125.3, 123.0, 113.9]).view(1, 3, 1, 1) / 255

@@ -9,10 +9,11 @@ import pytest
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
+from PIL import Image
+
 from lbgap_datasets.image_options import augmentation_transform, images_to_float
 from lbgap_datasets.torchvision_sets import CIFAR10Config
 from lbgap_datasets.transforms import Compose, Normalize, RandomHorizontalFlip, RandomPadCrop
-from PIL import Image
 
 
 def _gen(seed: int) -> torch.Generator:

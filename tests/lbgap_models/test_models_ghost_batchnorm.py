@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import lbgap_models.ghost_batchnorm as gbn_module
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+import lbgap_models.ghost_batchnorm as gbn_module
+from lbgap.nn import batchnorm_layers, bn_eval_mode
 from lbgap_models.bench_gbn import compare_gbn
 from lbgap_models.ghost_batchnorm import GhostBatchNorm, GhostBatchNorm1d, GhostBatchNorm2d
 from lbgap_models.norm import make_norm
-from torch import nn
-
-from lbgap.nn import batchnorm_layers, bn_eval_mode
 
 TOL = dict(rtol=1e-6, atol=1e-6)
 C = 5

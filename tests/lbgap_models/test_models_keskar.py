@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from lbgap_models.ghost_batchnorm import GhostBatchNorm1d, GhostBatchNorm2d
-from lbgap_models.keskar import C1Config, C2Config, C3Config, C4Config, build_deep, build_shallow
 from torch import nn
 
 from lbgap.data import DataInfo
 from lbgap.nn import batchnorm_layers
+from lbgap_models.ghost_batchnorm import GhostBatchNorm1d, GhostBatchNorm2d
+from lbgap_models.keskar import C1Config, C2Config, C3Config, C4Config, build_deep, build_shallow
 
 CIFAR10 = DataInfo((3, 32, 32), 10)
 CIFAR100 = DataInfo((3, 32, 32), 100)

@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from lbgap_models.ghost_batchnorm import GhostBatchNorm1d
-from lbgap_models.mlp import F1Config, F2Config, MLPConfig, build_f1, build_f2, build_mlp
 from torch import nn
 
 from lbgap.data import DataInfo
 from lbgap.nn import batchnorm_layers, noise_sites
+from lbgap_models.ghost_batchnorm import GhostBatchNorm1d
+from lbgap_models.mlp import F1Config, F2Config, MLPConfig, build_f1, build_f2, build_mlp
 
 
 def n_params(model: nn.Module) -> int:

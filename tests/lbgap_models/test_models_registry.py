@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import lbgap_models
 import pytest
-from lbgap_models.ghost_batchnorm import GhostBatchNorm
 from pydantic import ValidationError
 from torch import nn
 
+import lbgap_models
 from lbgap.data import DataInfo
 from lbgap.nn import batchnorm_layers
 from lbgap.registry import load_registry
 from lbgap.spec.model import plugin_config_model
+from lbgap_models.ghost_batchnorm import GhostBatchNorm
 
 NAMES = {"mlp", "f1", "f2", "c1", "c2", "c3", "c4", "resnet44", "wrn16_4", "vgg", "wrn16", "two_layer_relu"}
 

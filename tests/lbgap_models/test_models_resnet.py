@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from lbgap_models.ghost_batchnorm import GhostBatchNorm2d
-from lbgap_models.resnet import BasicBlock, ResNet44Config, WRN16x4Config, build_resnet44, build_wrn16_4
 from torch import nn
 
 from lbgap.data import DataInfo
 from lbgap.nn import batchnorm_layers
+from lbgap_models.ghost_batchnorm import GhostBatchNorm2d
+from lbgap_models.resnet import BasicBlock, ResNet44Config, WRN16x4Config, build_resnet44, build_wrn16_4
 
 CIFAR10 = DataInfo((3, 32, 32), 10)
 CIFAR100 = DataInfo((3, 32, 32), 100)

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from lbgap_models.two_layer import TwoLayerReLUConfig, build_two_layer_relu
 
 from lbgap.data import DataInfo
 from lbgap.nn import noise_sites
+from lbgap_models.two_layer import TwoLayerReLUConfig, build_two_layer_relu
 
 BINARY = DataInfo((12,), 2)
 

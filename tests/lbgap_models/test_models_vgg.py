@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lbgap_models.vgg import VGGConfig, build_vgg
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from lbgap.data import DataInfo
 from lbgap.nn import batchnorm_layers
+from lbgap_models.vgg import VGGConfig, build_vgg
 
 CIFAR10 = DataInfo((3, 32, 32), 10)
 TORCHVISION_CFG = {11: "A", 13: "B", 16: "D", 19: "E"}

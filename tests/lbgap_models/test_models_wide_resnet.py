@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from lbgap_models.wide_resnet import PreActBlock, WRN16Config, build_wrn16
 from pydantic import ValidationError
 from torch import nn
 
 from lbgap.data import DataInfo
 from lbgap.nn import batchnorm_layers, noise_sites
+from lbgap_models.wide_resnet import PreActBlock, WRN16Config, build_wrn16
 
 CIFAR10 = DataInfo((3, 32, 32), 10)
 
