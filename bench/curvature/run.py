@@ -295,19 +295,24 @@ def cheapest(sweep: list[Callable[[], Run]], ref: np.ndarray, target: float) -> 
 # ----------------------------------------------------------------- HVP timing
 
 
+def _best_time(fn: Callable[[], object], repeats: int) -> float:
+    """Minimum wall time of ``fn`` over ``repeats`` calls, after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def hvp_times(w: Workload, repeats: int = 5) -> dict[str, float]:
     """Seconds per Hessian-vector product (minimum of ``repeats`` after one warm-up), per implementation."""
     out: dict[str, float] = {}
     v = torch.randn(w.n_params, generator=torch.Generator().manual_seed(0))
 
     def timed(name: str, fn: Callable[[], object]) -> None:
-        fn()
-        best = float("inf")
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-        out[name] = best
+        out[name] = _best_time(fn, repeats)
 
     for mode, reuse in (("autograd", True), ("autograd", False), ("func", True)):
         op = HessianOperator(
@@ -353,13 +358,7 @@ def keskar_times(w: Workload, repeats: int = 3) -> dict[str, float]:
         ("raw forward+backward", raw),
         ("objective loss_and_grad", lambda: obj.loss_and_grad(obj.x0)),
     ):
-        fn()
-        best = float("inf")
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-        out[name] = best
+        out[name] = _best_time(fn, repeats)
     for p in w.model.parameters():
         p.grad = None
     for space in ("full", "random"):
