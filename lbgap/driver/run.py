@@ -272,8 +272,6 @@ def _train_data_parallel(runner: _Runner, key: str) -> _FileOutcome:
     """Train one cell on ``runner.nproc`` processes with torchrun; read back its file."""
     import subprocess
 
-    import xarray as xr
-
     from ..distributed import launch_command
 
     runner.reporter.trial_start(key, 0, 0)
@@ -281,21 +279,24 @@ def _train_data_parallel(runner: _Runner, key: str) -> _FileOutcome:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun failed for {key} (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    with xr.open_dataset(runner.trial_path(key)) as ds:
-        history = {name: ds[name].values.tolist() for name in ds.data_vars if ds[name].dims == ("epoch",)}
-        status = str(ds["status"].values)
+    status, history = _read_trial(runner.trial_path(key))
     acc = _final(history, "test_accuracy")
     runner.reporter.trial_end(key, status, f"test accuracy {acc:.4f} ({runner.nproc} processes)")
     return _FileOutcome(status, history)
 
 
-def _final_from_file(path: Path) -> float:
+def _read_trial(path: Path) -> tuple[str, dict[str, list[float]]]:
+    """Status and per-epoch history of a finished trial's file."""
     import xarray as xr
 
     with xr.open_dataset(path) as ds:
-        v = ds["test_accuracy"].values
-    v = v[~(v != v)]
-    return float(v[-1]) if len(v) else 0.0
+        history = {name: ds[name].values.tolist() for name in ds.data_vars if ds[name].dims == ("epoch",)}
+        return str(ds["status"].values), history
+
+
+def _final_from_file(path: Path) -> float:
+    value = _final(_read_trial(path)[1], "test_accuracy")
+    return 0.0 if math.isnan(value) else value
 
 
 def _warm_start_state(runner: _Runner, cell: Cell, timeout: float = 3600.0) -> Optional[dict[str, torch.Tensor]]:
@@ -341,7 +342,7 @@ def _grid_space(search) -> dict[str, list[Any]]:
         if p.type == "categorical":
             space[path] = list(range(len(p.choices)))
         elif p.type == "pow2":
-            space[path] = [2**k for k in range(int(math.log2(p.low)), int(math.log2(p.high)) + 1)]
+            space[path] = _pow2(p)
         elif p.step is not None:
             n = int(round((p.high - p.low) / p.step))
             vals = [p.low + i * p.step for i in range(n + 1)]
