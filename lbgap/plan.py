@@ -6,9 +6,9 @@ Regime plugins (LR scaling rules, regime adaptation) are functions
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-__all__ = ["TrainingPlan", "replace"]
+__all__ = ["TrainingPlan"]
 
 
 @dataclass(frozen=True)

@@ -30,18 +30,6 @@ __all__ = ["TrialOutcome", "run_trial", "StopTrial", "build_parts", "weight_dist
 
 log = logging.getLogger(__name__)
 
-#: per-epoch variables every trial records
-CORE_EPOCH_VARS = (
-    "train_loss",
-    "train_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "weight_distance",
-    "step",
-    "learning_rate",
-    "epoch_time",
-)
-
 
 class StopTrial(Exception):
     """Raised by an epoch callback to end a trial early (Optuna pruning)."""
