@@ -70,7 +70,8 @@ def _band(ax, x: np.ndarray, y: np.ndarray, label: str, color) -> None:
 def _curves(ds: xr.Dataset, fig_dir: Path) -> list[tuple[str, Path]]:
     figs = []
     panels = [(n, t) for n, t in (("train_loss", "training loss"), ("test_loss", "test loss"),
-                                    ("train_accuracy", "training accuracy"), ("test_accuracy", "test accuracy")) if n in ds]
+                                    ("train_accuracy", "training accuracy"), ("test_accuracy", "test accuracy"))
+              if n in ds and bool(ds[n].notnull().any())]  # regression studies have no accuracy
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     epochs = ds["epoch"].values

@@ -208,3 +208,64 @@ def test_li_synthetic_learning_order(tmp_path):
 
     assert "pq_component_accuracy.png" in make_report(tmp_path).read_text()
     assert not math.isnan(float(ds["lr_switch_epoch"].sel(variant="L-S").max()))
+
+
+# ------------------------------------------------------------------ the report's §4.3 (Gaussian design)
+
+
+def _gd_replay(x: np.ndarray, y: np.ndarray, lr_of_step, eps: float) -> tuple[np.ndarray, int]:
+    """Full-batch gradient descent on the training MSE from β = 0, stopped at the first β with
+    L̂(β) < eps (float64): the report's algorithm."""
+    beta = np.zeros(x.shape[1])
+    for t in range(100_000):
+        r = x @ beta - y
+        if np.mean(r * r) < eps:
+            return beta, t
+        beta = beta - lr_of_step(t) * 2.0 * x.T @ r / len(y)
+    raise AssertionError("no convergence")
+
+
+def test_gaussian_convex_study_is_gradient_descent_on_each_experiments_data(tmp_path):
+    from lbgap.driver.run import run_study
+    from lbgap.engine.train import build_parts
+
+    registry = load_registry()
+    study = load_study(STUDIES / "convex_lr_gaussian.yaml", registry)
+    v = study.variants
+    assert len(study.seeds) == 10, "the report's ten experiments"
+    assert v["small"].optimizer.lr == 0.01 and v["small"].schedule.name == "constant"
+    eps = v["small"].stopping[0].eps
+    assert eps == 0.1
+    arms = {}
+    for name, cfg in v.items():
+        assert cfg.dataset.design == "gaussian" and cfg.dataset.n_train == 10 == cfg.batch_size
+        if name != "small":
+            (k,), (f,) = cfg.schedule.milestones, cfg.schedule.factors
+            assert cfg.optimizer.lr == 0.1 and f * cfg.optimizer.lr == pytest.approx(0.01)
+            arms[name] = lambda t, k=k: 0.1 if t < k else 0.01
+        else:
+            arms[name] = lambda t: 0.01
+    summary = run_study(study, tmp_path / "out", device="cpu")
+    with xr.open_dataset(summary.results) as ds:
+        ds = ds.load()
+    test = final_values(ds, "test_loss")
+    # a regression study (no accuracy, runs of 5-100 steps) gets its learning curves
+    from lbgap.report.make import make_report
+
+    assert "learning_curves.png" in make_report(tmp_path / "out").read_text()
+    for seed in (0, 3, 7):
+        data = {name: build_parts(cfg, seed, registry, torch.device("cpu")).data for name, cfg in v.items()}
+        x, y = data["small"].train_x.double().numpy(), data["small"].train_y.double().numpy().reshape(-1)
+        xt, yt = data["small"].test_x.double().numpy(), data["small"].test_y.double().numpy().reshape(-1)
+        for d in data.values():  # every arm of an experiment sees the same training and test sets
+            assert torch.equal(d.train_x, data["small"].train_x) and torch.equal(d.test_y, data["small"].test_y)
+        other = build_parts(v["small"], seed + 1, registry, torch.device("cpu")).data
+        assert not torch.equal(other.train_x, data["small"].train_x), "each experiment draws its own data"
+        for name, lr_of in arms.items():
+            beta, steps = _gd_replay(x, y, lr_of, eps)
+            sub = ds.sel(variant=name, seed=seed)
+            assert int(sub["epochs_done"]) == steps, f"{name}, seed {seed}: stops after {steps} steps"
+            got = np.array([float(final_values(sub, f"beta_{i}")) for i in (1, 2)])
+            np.testing.assert_allclose(got, beta, rtol=0, atol=1e-4)  # float32 training
+            r = xt @ beta - yt
+            assert float(test.sel(variant=name, seed=seed)) == pytest.approx(np.mean(r * r), rel=1e-3)
