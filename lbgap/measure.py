@@ -27,7 +27,7 @@ from .registry import Registry, get_registry
 from .results import weights_dir, write_atomic
 from .results.attrs import variable_attrs
 from .spec import load_study
-from .spec.load import cell_key
+from .spec.load import _clean_loc, cell_key
 from .spec.model import plugin_config_model
 
 __all__ = ["measure_study", "MeasureError", "parse_metric_configs"]
@@ -40,9 +40,8 @@ class MeasureError(Exception):
 
 
 def parse_metric_configs(items: list[Any], registry: Registry) -> list[Any]:
-    """Validate metric configurations (dicts with ``name``)."""
-    models = [plugin_config_model(r) for r in registry.of_kind("metric").values()]
-    if not models:
+    """Validate metric configurations (dicts with ``name``; nested metrics included)."""
+    if not registry.of_kind("metric"):
         raise MeasureError("no metric plugins are installed")
     out = []
     for item in items:
@@ -51,9 +50,14 @@ def parse_metric_configs(items: list[Any], registry: Registry) -> list[Any]:
             known = ", ".join(sorted(registry.of_kind("metric")))
             raise MeasureError(f"unknown metric plugin {name!r}; installed: {known}")
         try:
-            out.append(TypeAdapter(plugin_config_model(registry.get("metric", name))).validate_python(item))
+            out.append(
+                TypeAdapter(plugin_config_model(registry.get("metric", name), registry)).validate_python(item)
+            )
         except ValidationError as exc:
-            lines = [f"metric {name}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)]
+            lines = [
+                f"metric {name}: {'.'.join(map(str, _clean_loc(e['loc'], item)))}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            ]
             raise MeasureError("\n".join(lines)) from None
     return out
 
@@ -82,7 +86,9 @@ def measure_study(
         raise MeasureError("lbgap measure works on grid studies (searches have no fixed cells)")
     metrics_cfg = parse_metric_configs(metric_items, reg)
     if reference_variant is not None and reference_variant not in study.variants:
-        raise MeasureError(f"unknown reference variant {reference_variant!r}; variants: {', '.join(study.variants)}")
+        raise MeasureError(
+            f"unknown reference variant {reference_variant!r}; variants: {', '.join(study.variants)}"
+        )
     results_path = out_dir / "results.nc"
     if not results_path.exists():
         raise MeasureError(f"{results_path} does not exist: finish the study first")
@@ -99,7 +105,9 @@ def measure_study(
         parts.model.load_state_dict(_load(folder / "final.pt", dev))
         ref = None
         if reference_variant is not None:
-            ref = _load(weights_dir(out_dir, cell_key(reference_variant, cell.point, cell.seed)) / "final.pt", dev)
+            ref = _load(
+                weights_dir(out_dir, cell_key(reference_variant, cell.point, cell.seed)) / "final.pt", dev
+            )
         ctx = MeasureContext(
             model=parts.model,
             data=parts.data,
@@ -113,7 +121,7 @@ def measure_study(
         )
         index = (cell.variant, *(v for _, v in cell.point), cell.seed)
         for cfg in metrics_cfg:
-            metric = reg.get("metric", cfg.name).build(cfg)
+            metric = reg.build("metric", cfg)
             if progress:
                 progress(f"{cfg.name} on {cell.key}")
             for name, value in metric.compute(ctx).items():
@@ -132,12 +140,17 @@ def measure_study(
             arr = np.full([len(coords[d]) for d in dims], np.nan)
             attrs = variable_attrs(name)
         for index, value in cells.items():
-            pos = tuple(int(np.where(coords[d] == _match(coords[d], v))[0][0]) for d, v in zip(dims, index, strict=False))
+            pos = tuple(
+                int(np.where(coords[d] == _match(coords[d], v))[0][0])
+                for d, v in zip(dims, index, strict=False)
+            )
             arr[pos] = value.values if isinstance(value, xr.DataArray) else float(value)
         if name in ds:
             log.warning("replacing the existing variable %s", name)
             ds = ds.drop_vars(name)
-        ds[name] = xr.DataArray(arr, dims=dims + extra_dims, coords={**{d: coords[d] for d in dims}, **extra_coords}, attrs=attrs)
+        ds[name] = xr.DataArray(
+            arr, dims=dims + extra_dims, coords={**{d: coords[d] for d in dims}, **extra_coords}, attrs=attrs
+        )
         if reference_variant is not None:
             ds[name].attrs["reference_variant"] = reference_variant
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")

@@ -9,6 +9,12 @@ from the configuration models, so a plugin author never touches the spec.
 Configuration models derive from :class:`PluginConfig` and do **not** declare
 the ``name`` field: the registry adds ``name: Literal["<plugin name>"]`` so that
 each plugin kind becomes a discriminated union keyed on ``name``.
+
+A configuration field marked :class:`Nested` holds a list of other plugins'
+configurations (a metric that runs other metrics, for instance): the study
+validator checks its entries like a top-level section, and
+:meth:`lbgap.registry.Registry.build` builds them and hands the built objects
+to the plugin's ``build``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "PluginConfig",
+    "Nested",
+    "nested_fields",
     "PluginRecord",
     "ModelPlugin",
     "DatasetPlugin",
@@ -42,6 +50,47 @@ class PluginConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+#: kinds whose ``build`` takes only the configuration
+_NESTABLE = ("schedule", "regime", "noise", "metric", "stopping")
+
+
+@dataclass(frozen=True)
+class Nested:
+    """Marks a configuration field as a list of configurations of plugins of ``kind``.
+
+    ::
+
+        class WrapperConfig(PluginConfig):
+            metrics: Annotated[list[dict[str, Any]], Nested("metric")] = Field(min_length=1)
+
+    On its own the field holds plain mappings. In a study (and in ``lbgap
+    measure``) each entry is validated against the installed plugins of
+    ``kind``, with the same syntax and error messages as a top-level section;
+    entries cannot themselves hold nested plugins. The host builds the entries
+    in order and passes the built objects to the plugin's ``build`` as a
+    keyword argument named like the field (``build(cfg, metrics=[...])``).
+    Only kinds whose ``build`` takes just the configuration can be nested.
+    """
+
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in _NESTABLE:
+            raise ValueError(
+                f"plugins of kind {self.kind!r} cannot be nested; nestable: {', '.join(_NESTABLE)}"
+            )
+
+
+def nested_fields(config: type[BaseModel]) -> dict[str, str]:
+    """``{field name: plugin kind}`` of the fields of ``config`` marked :class:`Nested`."""
+    out: dict[str, str] = {}
+    for name, info in config.model_fields.items():
+        for meta in info.metadata:
+            if isinstance(meta, Nested):
+                out[name] = meta.kind
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)

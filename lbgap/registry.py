@@ -19,7 +19,7 @@ from typing import Any, Optional
 import pluggy
 
 from . import hookspecs
-from .plugin import PLUGIN_KINDS, PluginRecord
+from .plugin import PLUGIN_KINDS, PluginRecord, nested_fields
 
 __all__ = ["Registry", "PluginLoadError", "DuplicatePluginError", "get_registry", "ENTRY_POINT_GROUP"]
 
@@ -71,6 +71,28 @@ class Registry:
             known = ", ".join(sorted(self.of_kind(kind))) or "none"
             raise KeyError(f"unknown {kind} plugin {name!r}; installed: {known}") from None
 
+    def build(self, kind: str, cfg: Any, *args: Any, **kwargs: Any) -> Any:
+        """Build the plugin of ``kind`` that the validated configuration ``cfg`` names.
+
+        ``args`` and ``kwargs`` are the kind's own (``info=`` for models...).
+        Nested plugin configurations (fields marked :class:`~lbgap.plugin.Nested`)
+        are built first, in order, and passed as a keyword argument named like
+        the field; entries still given as mappings are validated here.
+        """
+        rec = self.get(kind, cfg.name)
+        for field_name, sub_kind in nested_fields(rec.config).items():
+            entries = getattr(cfg, field_name)
+            kwargs[field_name] = [self.build(sub_kind, self._validated(sub_kind, e)) for e in entries]
+        return rec.build(cfg, *args, **kwargs)
+
+    def _validated(self, kind: str, entry: Any) -> Any:
+        if not isinstance(entry, dict):
+            return entry
+        from .spec.model import plugin_config_model  # the spec models are built from a registry
+
+        name = entry.get("name")
+        return plugin_config_model(self.get(kind, str(name)), self).model_validate(entry)
+
     def all_records(self) -> Iterable[PluginRecord]:
         for kind in PLUGIN_KINDS:
             yield from self.of_kind(kind).values()
@@ -118,7 +140,11 @@ class Registry:
             for rec in records:
                 if not isinstance(rec, expected):
                     self.failures.append(
-                        PluginLoadError(name, origin, f"{hook_name} returned {type(rec).__name__}, not {expected.__name__}")
+                        PluginLoadError(
+                            name,
+                            origin,
+                            f"{hook_name} returned {type(rec).__name__}, not {expected.__name__}",
+                        )
                     )
                     self.pm.unregister(name=name)
                     return

@@ -26,7 +26,7 @@ from ..schedule import Progress
 from .context import TrialContext
 from .evaluate import evaluate, loss_function
 
-__all__ = ["TrialOutcome", "run_trial", "StopTrial", "build_parts", "weight_distance"]
+__all__ = ["TrialOutcome", "run_trial", "StopTrial", "build_parts", "steps_per_epoch", "weight_distance"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class TrialOutcome:
     epoch_arrays: dict[str, dict[int, Any]] = field(default_factory=dict)
     wall_time: float = 0.0
     data_description: str = ""
+    #: mean training loss of the steps of the epoch that ``max_steps`` cut short (NaN if none was)
+    cut_epoch_loss: float = math.nan
 
 
 def _clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -69,6 +71,11 @@ def weight_distance(params: list[torch.Tensor], initial: list[torch.Tensor]) -> 
     diffs = torch._foreach_sub(params, initial)
     norms = torch._foreach_norm(diffs)
     return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def steps_per_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
+    """Optimizer steps in one epoch over ``n_train`` samples (a batch larger than the set is one batch)."""
+    return n_train // batch_size if (drop_last and n_train >= batch_size) else math.ceil(n_train / batch_size)
 
 
 @dataclass
@@ -85,18 +92,18 @@ class Parts:
 
 def build_parts(cfg: Any, seed: int, registry: Registry, device: torch.device) -> Parts:
     """Build data, model, plan, optimizer and per-trial plugin objects."""
-    data = registry.get("dataset", cfg.dataset.name).build(cfg.dataset, seed=seed, device=device)
+    data = registry.build("dataset", cfg.dataset, seed=seed, device=device)
     data.to(device)
     torch.manual_seed(seed)
-    model = registry.get("model", cfg.model.name).build(cfg.model, info=data.info).to(device)
+    model = registry.build("model", cfg.model, info=data.info).to(device)
     plan = TrainingPlan(batch_size=cfg.batch_size, lr=cfg.optimizer.lr, epochs=cfg.epochs)
     for regime_cfg in cfg.regime:
-        plan = registry.get("regime", regime_cfg.name).build(regime_cfg)(plan)
-    optimizer = registry.get("optimizer", cfg.optimizer.name).build(cfg.optimizer, model.parameters())
-    schedule = registry.get("schedule", cfg.schedule.name).build(cfg.schedule)
-    stopping = [registry.get("stopping", s.name).build(s) for s in cfg.stopping]
-    noise = [registry.get("noise", n.name).build(n) for n in cfg.noise]
-    metrics = [registry.get("metric", m.name).build(m) for m in cfg.metrics]
+        plan = registry.build("regime", regime_cfg)(plan)
+    optimizer = registry.build("optimizer", cfg.optimizer, model.parameters())
+    schedule = registry.build("schedule", cfg.schedule)
+    stopping = [registry.build("stopping", s) for s in cfg.stopping]
+    noise = [registry.build("noise", n) for n in cfg.noise]
+    metrics = [registry.build("metric", m) for m in cfg.metrics]
     return Parts(data, model, plan, optimizer, schedule, stopping, noise, metrics)
 
 
@@ -127,6 +134,8 @@ def run_trial(
     checkpoint_epochs: Optional[set[int]] = None,
     on_epoch: Optional[Callable[[int, dict[str, float], TrialContext], None]] = None,
     on_step: Optional[Callable[[int], None]] = None,
+    parts: Optional[Parts] = None,
+    max_steps: Optional[int] = None,
 ) -> TrialOutcome:
     """Train one configuration with one seed and return its outcome.
 
@@ -143,11 +152,23 @@ def run_trial(
         :class:`StopTrial` (pruning).
     on_step:
         Called after every optimizer step with the step count (progress bars).
+    parts:
+        Parts already made by :func:`build_parts` for ``cfg`` and ``seed``, trained in place;
+        by default they are built here.
+    max_steps:
+        End training right after this many optimizer steps (a smoke test or a timing): the
+        epoch in progress is neither evaluated nor recorded, no end-of-training metric is
+        measured, and the status is ``"stopped"``, or ``"diverged"`` when the training loss of
+        that epoch's steps is not finite (its mean is ``cut_epoch_loss``). A trial with fewer
+        steps ends as usual.
     """
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be at least 1, not {max_steps}")
     t_start = time.perf_counter()
     checkpoint_epochs = set(checkpoint_epochs or ()) | set(cfg.checkpoint_epochs)
     with _deterministic(cfg.deterministic):
-        parts = build_parts(cfg, seed, registry, device)
+        if parts is None:
+            parts = build_parts(cfg, seed, registry, device)
         data, model, plan, optimizer = parts.data, parts.model, parts.plan, parts.optimizer
         if init_state is not None:
             model.load_state_dict(init_state)
@@ -179,7 +200,7 @@ def run_trial(
             pm.register(obj, name=name)
             names.append(name)
         try:
-            return _train(cfg, trial, parts, pm, checkpoint_epochs, on_epoch, on_step, t_start)
+            return _train(cfg, trial, parts, pm, checkpoint_epochs, on_epoch, on_step, max_steps, t_start)
         finally:
             for name in names:
                 pm.unregister(name=name)
@@ -218,7 +239,9 @@ def _has_hookimpls(obj: Any) -> bool:
     return any(hasattr(getattr(obj, n, None), "lbgap_impl") for n in dir(obj) if n.startswith("lbgap_"))
 
 
-def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epoch, on_step, t_start) -> TrialOutcome:
+def _train(
+    cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epoch, on_step, max_steps, t_start
+) -> TrialOutcome:
     data, model, plan, optimizer = parts.data, parts.model, parts.plan, parts.optimizer
     device = trial.device
     hook = pm.hook
@@ -247,12 +270,13 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
     aug_gen.manual_seed(trial.seed * 1_000_003 + 41 + 7919 * rank)
     if B > n:
         log.warning("%s: batch size %d exceeds the %d training samples; using one batch of %d", trial.key, B, n, n)
-    steps_per_epoch = n // B if (cfg.drop_last and n >= B) else math.ceil(n / B)
+    n_steps = steps_per_epoch(n, B, cfg.drop_last)
     micro = cfg.accumulation_steps
     history: dict[str, list[float]] = {}
     epoch_arrays: dict[str, dict[int, Any]] = {}
     end: dict[str, Any] = {}
     status, reason = "completed", ""
+    cut, cut_epoch_loss = False, math.nan
     eval_cfg = cfg.eval
     last_train_loss = math.nan
     lr_now = None
@@ -284,11 +308,11 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct_sum = torch.zeros((), device=device, dtype=torch.float64)
         seen = 0
-        for i in range(steps_per_epoch):
+        for i in range(n_steps):
             progress = Progress(
-                epoch=(epoch - 1) + i / steps_per_epoch,
+                epoch=(epoch - 1) + i / n_steps,
                 step=trial.step,
-                steps_per_epoch=steps_per_epoch,
+                steps_per_epoch=n_steps,
                 time_scale=plan.time_scale,
                 last_train_loss=last_train_loss,
             )
@@ -338,6 +362,18 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
                 hook.lbgap_after_step(trial=trial, loss=step_loss)
             if on_step is not None:
                 on_step(trial.step)
+            if max_steps is not None and trial.step >= max_steps:
+                break
+        if max_steps is not None and trial.step >= max_steps:
+            cut = True
+            cut_epoch_loss = float(loss_sum) / max(seen, 1)  # the loss sum is global on every rank
+            if math.isfinite(cut_epoch_loss):
+                status, reason = "stopped", f"max_steps: stopped after {trial.step} optimizer steps"
+            else:
+                status = "diverged"
+                reason = f"training loss became {cut_epoch_loss} in epoch {epoch} (max_steps {max_steps})"
+                log.warning("%s: %s", trial.key, reason)
+            break
         trial.epoch = epoch
         if world > 1:
             import torch.distributed as dist
@@ -417,7 +453,7 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
             break
         stop_reason = None
         final_progress = Progress(
-            epoch=float(epoch), step=trial.step, steps_per_epoch=steps_per_epoch,
+            epoch=float(epoch), step=trial.step, steps_per_epoch=n_steps,
             time_scale=plan.time_scale, last_train_loss=last_train_loss,
         )
         for rule in parts.stopping:
@@ -428,7 +464,7 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
             status, reason = "stopped", stop_reason
             break
 
-    if status != "diverged":
+    if status != "diverged" and not cut:
         for metric in parts.metrics:
             if not metric.at_end:
                 continue
@@ -460,6 +496,7 @@ def _train(cfg, trial: TrialContext, parts: Parts, pm, checkpoint_epochs, on_epo
         epoch_arrays=epoch_arrays,
         wall_time=time.perf_counter() - t_start,
         data_description=data.description,
+        cut_epoch_loss=cut_epoch_loss,
     )
 
 

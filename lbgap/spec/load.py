@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
+from ..plugin import nested_fields
 from ..registry import Registry, get_registry
 from .errors import SpecError, SpecIssue
 from .merge import deep_merge, set_path, split_path
@@ -186,7 +187,11 @@ class _Validator:
                 where = prefix + loc[:-1]
             else:
                 where = path
-            if fallback and not self.doc.has(where) and self.doc.has(fallback + loc[: len(where) - len(prefix)]):
+            if (
+                fallback
+                and not self.doc.has(where)
+                and self.doc.has(fallback + loc[: len(where) - len(prefix)])
+            ):
                 where = fallback + loc[: len(where) - len(prefix)]
                 path = fallback + loc
             self.add(where, msg, display=path)
@@ -257,27 +262,44 @@ class _Validator:
     def _check_plugin_names(self, cfg: dict[str, Any], prefix: tuple) -> None:
         """Unknown plugin names, with the installed ones and a suggestion."""
         for field_name, (kind, is_list, _doc) in _KIND_FIELDS.items():
-            if field_name not in cfg:
-                continue
-            value = cfg[field_name]
-            items = list(enumerate(value)) if is_list and isinstance(value, list) else [(None, value)]
-            for idx, item in items:
-                path = prefix + (field_name,) + ((idx,) if idx is not None else ())
-                if not isinstance(item, dict):
-                    continue  # pydantic reports the type error
-                name = item.get("name")
-                installed = sorted(self.reg.of_kind(kind))
-                if name is None:
-                    if prefix[0] == "variants":
-                        continue  # merged onto base's section
-                    self.add(path, f"missing 'name': which {kind} plugin? installed: {', '.join(installed) or 'none'}")
-                elif not isinstance(name, str) or name not in installed:
-                    hint = difflib.get_close_matches(str(name), installed, n=1)
-                    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            if field_name in cfg:
+                self._check_section(cfg[field_name], kind, is_list, prefix + (field_name,), nested=False)
+
+    def _check_section(self, value: Any, kind: str, is_list: bool, path: tuple, *, nested: bool) -> None:
+        """The plugin names of one section (a mapping, or a list of them), and of the
+        plugins nested in it."""
+        items = list(enumerate(value)) if is_list and isinstance(value, list) else [(None, value)]
+        installed = sorted(self.reg.of_kind(kind))
+        for idx, item in items:
+            where = path + ((idx,) if idx is not None else ())
+            if not isinstance(item, dict):
+                continue  # pydantic reports the type error
+            name = item.get("name")
+            if name is None:
+                if where[0] == "variants" and not nested:
+                    continue  # merged onto base's section
+                self.add(
+                    where, f"missing 'name': which {kind} plugin? installed: {', '.join(installed) or 'none'}"
+                )
+            elif not isinstance(name, str) or name not in installed:
+                hint = difflib.get_close_matches(str(name), installed, n=1)
+                extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+                self.add(
+                    where + ("name",),
+                    f"unknown {kind} plugin {name!r}{extra}; installed: {', '.join(installed) or 'none'}",
+                )
+            else:
+                inner = nested_fields(self.reg.get(kind, name).config)
+                if inner and nested:
                     self.add(
-                        path + ("name",),
-                        f"unknown {kind} plugin {name!r}{extra}; installed: {', '.join(installed) or 'none'}",
+                        where + ("name",), f"{kind} plugin {name!r} holds other plugins and cannot be nested"
                     )
+                    continue
+                for field_name, sub_kind in inner.items():
+                    if field_name in item:
+                        self._check_section(
+                            item[field_name], sub_kind, True, where + (field_name,), nested=True
+                        )
 
     def _check_grid(self, header: StudyHeader, variant_dicts, variants) -> tuple[dict, dict]:
         grid_paths: dict[str, str] = {}
@@ -294,7 +316,10 @@ class _Validator:
                 self.add(ypath, f"dimension name {dim!r} is reserved ({', '.join(RESERVED_DIMS)})")
                 continue
             if dim in grid_paths:
-                self.add(ypath, f"two grid paths end in {dim!r} ({grid_paths[dim]} and {path}): dimension names must differ")
+                self.add(
+                    ypath,
+                    f"two grid paths end in {dim!r} ({grid_paths[dim]} and {path}): dimension names must differ",
+                )
                 continue
             grid_paths[dim] = path
             grid_values[dim] = list(values)
@@ -312,7 +337,10 @@ class _Validator:
                     except ValidationError as exc:
                         for err in exc.errors(include_url=False):
                             loc = ".".join(str(p) for p in _clean_loc(err["loc"], cfg))
-                            self.add(ypath + (i,), f"{_message(err, _clean_loc(err['loc'], cfg), cfg, self)} (at {loc})")
+                            self.add(
+                                ypath + (i,),
+                                f"{_message(err, _clean_loc(err['loc'], cfg), cfg, self)} (at {loc})",
+                            )
                         break
                 else:
                     continue
@@ -324,7 +352,9 @@ class _Validator:
         if header.grid:
             self.add(("search",), "a study has either a grid or a search, not both")
         if len(variant_dicts) > 1:
-            self.add(("search",), "a search runs on one configuration: give base (and no variants) or one variant")
+            self.add(
+                ("search",), "a search runs on one configuration: give base (and no variants) or one variant"
+            )
         for path, param in header.search.params.items():
             ypath = ("search", "params", path)
             if param.type == "categorical":
@@ -347,7 +377,10 @@ class _Validator:
                     except ValidationError as exc:
                         err = exc.errors(include_url=False)[0]
                         loc = _clean_loc(err["loc"], set_path(merged, path, value))
-                        self.add(ypath, f"value {value!r} is not valid here: {_message(err, loc, merged, self)} (at {'.'.join(map(str, loc))})")
+                        self.add(
+                            ypath,
+                            f"value {value!r} is not valid here: {_message(err, loc, merged, self)} (at {'.'.join(map(str, loc))})",
+                        )
                         return
 
     def _check_warm_starts(self, header: StudyHeader, variants: dict[str, Any]) -> None:
@@ -357,14 +390,20 @@ class _Validator:
                 continue
             where = ("variants", name, "warm_start") if name in header.variants else ("base", "warm_start")
             if ws.variant not in variants:
-                self.add(where + ("variant",), f"warm start from unknown variant {ws.variant!r}; variants: {', '.join(variants)}")
+                self.add(
+                    where + ("variant",),
+                    f"warm start from unknown variant {ws.variant!r}; variants: {', '.join(variants)}",
+                )
                 continue
             if ws.variant == name:
                 self.add(where + ("variant",), "a variant cannot warm-start from itself")
                 continue
             src = variants[ws.variant]
             if src.warm_start is not None:
-                self.add(where + ("variant",), f"variant {ws.variant!r} is itself warm-started: chains are not supported")
+                self.add(
+                    where + ("variant",),
+                    f"variant {ws.variant!r} is itself warm-started: chains are not supported",
+                )
             if ws.epochs > src.epochs:
                 self.add(where + ("epochs",), f"variant {ws.variant!r} trains only {src.epochs} epochs")
 
@@ -403,7 +442,7 @@ def _message(err: dict, loc: tuple, data: Any, v: _Validator) -> str:
     typ = err["type"]
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if typ == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1], data, v)
         key = loc[-1] if loc else "?"
@@ -422,6 +461,27 @@ def _message(err: dict, loc: tuple, data: Any, v: _Validator) -> str:
     return msg
 
 
+def _section_kind(path: tuple, data: Any, reg: Registry) -> Optional[str]:
+    """The plugin kind of the section at ``path`` of a trial configuration: a top-level
+    plugin field (``metrics.0``) or a field nested in a plugin (``metrics.0.metrics.1``)."""
+    fields = [i for i, seg in enumerate(path) if isinstance(seg, str)]
+    if not fields:
+        return None
+    i = fields[-1]
+    if not path[:i]:
+        return _KIND_FIELDS.get(str(path[i]), (None,))[0]
+    owner_kind = _section_kind(path[:i], data, reg)
+    owner = data
+    for seg in path[:i]:
+        try:
+            owner = owner[seg]
+        except (KeyError, IndexError, TypeError):
+            return None
+    if owner_kind is None or not isinstance(owner, dict) or owner.get("name") not in reg.of_kind(owner_kind):
+        return None
+    return nested_fields(reg.get(owner_kind, owner["name"]).config).get(str(path[i]))
+
+
 def _allowed_keys(parent: tuple, data: Any, v: _Validator) -> list[str]:
     node = data
     for seg in parent:
@@ -437,8 +497,7 @@ def _allowed_keys(parent: tuple, data: Any, v: _Validator) -> list[str]:
     elif parent[-1] == "warm_start":
         model = WarmStart
     elif isinstance(node, dict) and "name" in node:
-        field_name = parent[-2] if isinstance(parent[-1], int) and len(parent) >= 2 else parent[-1]
-        kind = _KIND_FIELDS.get(str(field_name), (None,))[0]
+        kind = _section_kind(parent, data, v.reg)
         if kind and node["name"] in v.reg.of_kind(kind):
             model = v.reg.get(kind, node["name"]).config
             return ["name", *model.model_fields]

@@ -8,12 +8,13 @@ trial configuration (name, variants, grid, seeds, search).
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, create_model, field_validator
 
-from ..plugin import PluginConfig, PluginRecord
+from ..plugin import PluginConfig, PluginRecord, nested_fields
 from ..registry import Registry
 
 __all__ = [
@@ -97,9 +98,29 @@ class TrialConfigBase(BaseModel):
         return sorted(set(v))
 
 
-def plugin_config_model(rec: PluginRecord) -> type[BaseModel]:
-    """The record's configuration model with ``name: Literal[rec.name]`` added."""
-    return _named_config(rec.kind, rec.name, rec.config)
+def plugin_config_model(rec: PluginRecord, reg: Optional[Registry] = None) -> type[BaseModel]:
+    """The record's configuration model with ``name: Literal[rec.name]`` added.
+
+    A configuration with :class:`~lbgap.plugin.Nested` fields needs the
+    registry: each such field becomes a list of the registry's plugin
+    configurations of its kind (those without nested fields of their own).
+    """
+    named = _named_config(rec.kind, rec.name, rec.config)
+    nested = nested_fields(rec.config)
+    if not nested:
+        return named
+    if reg is None:
+        raise ValueError(f"{rec.kind} plugin {rec.name!r} holds other plugins: its model needs the registry")
+    cache: dict[tuple[str, str], type[BaseModel]] = reg.__dict__.setdefault("_nested_models", {})
+    key = (rec.kind, rec.name)
+    if key not in cache:
+        fields: dict[str, Any] = {}
+        for field_name, kind in nested.items():
+            union = _union(reg, kind, flat=True)
+            tp = list[union] if union is not None else Annotated[list[Any], Field(max_length=0)]
+            fields[field_name] = (tp, copy.copy(rec.config.model_fields[field_name]))
+        cache[key] = create_model(f"{rec.kind.capitalize()}_{rec.name}_", __base__=named, **fields)
+    return cache[key]
 
 
 @functools.cache
@@ -115,8 +136,11 @@ def _named_config(kind: str, name: str, config: type[PluginConfig]) -> type[Base
     return model
 
 
-def _union(reg: Registry, kind: str) -> Any:
-    models = [plugin_config_model(r) for r in reg.of_kind(kind).values()]
+def _union(reg: Registry, kind: str, *, flat: bool = False) -> Any:
+    """The discriminated union of the registry's ``kind`` configurations (``flat``: only
+    those without nested plugins)."""
+    records = [r for r in reg.of_kind(kind).values() if not (flat and nested_fields(r.config))]
+    models = [plugin_config_model(r, reg) for r in records]
     if not models:
         return None
     if len(models) == 1:
@@ -156,7 +180,10 @@ def trial_config_model(reg: Registry) -> type[TrialConfigBase]:
             fields[field_name] = (list[union], Field(default_factory=list, description=doc))
         elif field_name in _DEFAULTS and _DEFAULTS[field_name]["name"] in reg.of_kind(kind):
             default = _DEFAULTS[field_name]
-            fields[field_name] = (union, Field(default_factory=lambda d=default, u=union: _validate(u, d), description=doc))
+            fields[field_name] = (
+                union,
+                Field(default_factory=lambda d=default, u=union: _validate(u, d), description=doc),
+            )
         else:
             fields[field_name] = (union, Field(description=doc))
     model = create_model("TrialConfig", __base__=TrialConfigBase, **fields)

@@ -120,3 +120,61 @@ def test_bn_eval_mode_batch_uses_batch_statistics_and_keeps_buffers():
     with bn_eval_mode(m, "running"):
         out_running = m(x)
     assert not torch.allclose(out_running.mean(0), torch.zeros(4), atol=1e-2)
+
+
+@pytest.mark.parametrize(
+    "n,batch,drop_last,expected",
+    [(200, 32, False, 7), (200, 32, True, 6), (200, 500, True, 1), (200, 500, False, 1)],
+)
+def test_steps_per_epoch(n, batch, drop_last, expected):
+    from lbgap.engine.train import steps_per_epoch
+
+    assert steps_per_epoch(n, batch, drop_last) == expected
+
+
+def test_max_steps_ends_training_right_after_that_step(toy_registry):
+    cpu = torch.device("cpu")
+    cfg = _cfg(toy_registry)
+    full = run_trial(cfg, 0, registry=toy_registry, device=cpu, checkpoint_epochs={1})
+    n_steps = math.ceil(200 / 32)
+    seen = []
+    cut = run_trial(cfg, 0, registry=toy_registry, device=cpu, max_steps=n_steps, on_step=seen.append)
+    # cut at the last step of epoch 1: the weights are epoch 1's, the epoch itself is not recorded
+    assert seen == list(range(1, n_steps + 1))
+    assert cut.status == "stopped" and "max_steps" in cut.reason
+    assert cut.history == {} and cut.end == {}
+    for k, v in full.checkpoints[1].items():
+        assert torch.equal(cut.final_state[k], v)
+    assert cut.cut_epoch_loss == full.history["train_loss_running"][0]
+    assert math.isnan(full.cut_epoch_loss)
+    # three steps into epoch 2: epoch 1 is recorded as in the full run, epoch 2 is not
+    later = run_trial(cfg, 0, registry=toy_registry, device=cpu, max_steps=n_steps + 3)
+    assert later.history["step"] == [n_steps] and later.history["test_loss"] == full.history["test_loss"][:1]
+    assert any(not torch.equal(later.final_state[k], v) for k, v in full.checkpoints[1].items())
+    # more steps than the trial has: it ends as usual
+    long = run_trial(cfg, 0, registry=toy_registry, device=cpu, max_steps=10**6)
+    assert long.status == "completed" and long.history["test_loss"] == full.history["test_loss"]
+    with pytest.raises(ValueError, match="max_steps"):
+        run_trial(cfg, 0, registry=toy_registry, device=cpu, max_steps=0)
+
+
+def test_max_steps_reports_a_loss_that_is_not_finite(toy_registry):
+    text = SPEC.replace("lr: 0.05, momentum: 0.9", "lr: 1.0e+30")
+    cfg = _cfg(toy_registry, text.replace("batchnorm: true", "batchnorm: false"))
+    out = run_trial(cfg, 0, registry=toy_registry, device=torch.device("cpu"), max_steps=3)
+    assert out.status == "diverged" and "training loss became" in out.reason
+    assert not math.isfinite(out.cut_epoch_loss) and out.history == {}
+
+
+def test_given_parts_are_trained_in_place(toy_registry):
+    from lbgap.engine.train import build_parts
+
+    cpu = torch.device("cpu")
+    cfg = _cfg(toy_registry)
+    parts = build_parts(cfg, 5, toy_registry, cpu)
+    before = {k: v.clone() for k, v in parts.model.state_dict().items()}
+    out = run_trial(cfg, 5, registry=toy_registry, device=cpu, parts=parts, max_steps=4)
+    reference = run_trial(cfg, 5, registry=toy_registry, device=cpu, max_steps=4)
+    for k, v in parts.model.state_dict().items():
+        assert torch.equal(out.initial_state[k], before[k])
+        assert torch.equal(out.final_state[k], v) and torch.equal(v, reference.final_state[k])

@@ -56,3 +56,27 @@ def test_bad_metric_config_is_refused(finished):
         measure_study(out, [{"name": "sharpnes"}], registry=reg)
     with pytest.raises(MeasureError, match="unknown reference variant"):
         measure_study(out, [{"name": "minimizer_distance"}], reference_variant="xl", registry=reg)
+
+
+def test_reparameterized_sweep_on_saved_weights(finished):
+    """``lbgap measure`` with a metric that holds other metrics: the layer in front of BatchNorm × α."""
+    out, reg = finished
+    sweep = {
+        "name": "reparameterized",
+        "transform": "bn_alpha_scale",
+        "layers": ["1"],
+        "batchnorm": "2",
+        "alphas": [0.1, 1.0, 10.0],
+        "metrics": [{"name": "hessian_trace", "num_probes": 3, "max_samples": 100}],
+    }
+    ds = measure_study(out, [sweep], registry=reg)
+    trace = ds["reparam_hessian_trace"]
+    assert trace.dims == ("variant", "seed", "reparam_alpha") and np.isfinite(trace).all()
+    assert float(ds["reparam_logit_max_rel_change"].max()) <= 1e-5
+    acc = ds["reparam_test_accuracy"]
+    np.testing.assert_array_equal(acc, acc.sel(reparam_alpha=1.0).broadcast_like(acc))
+    bad = {**sweep, "metrics": [{"name": "hessian_trace", "num_probes": 1}]}
+    with pytest.raises(
+        MeasureError, match=r"metric reparameterized: metrics\.0\.num_probes: Input should be greater"
+    ):
+        measure_study(out, [bad], registry=reg)
