@@ -80,3 +80,41 @@ def test_spectrum_density_one_line_per_variant():
     lines = ax.get_lines()
     assert [line.get_label() for line in lines] == ["variant=small", "variant=large"]
     np.testing.assert_allclose(lines[1].get_ydata(), dens[1])
+
+
+def test_reparameterization_plot_is_relative_to_alpha_one_and_log_log():
+    from lbgap_curvature.figures import plot_reparameterization, reparameterized_variables
+
+    alpha = np.array([0.01, 1.0, 100.0])
+    top = np.array([[[1e4, 1.0, 1e4], [3e4, 3.0, 3e4]]])  # (variant, seed, alpha): α^-2 / α^2
+    dims = ("variant", "seed", "reparam_alpha")
+    ds = xr.Dataset(
+        {
+            "reparam_hessian_top_eigenvalue": (dims, top),
+            "reparam_adaptive_sharpness_worst_l2_rho0.1": (dims, np.full((1, 2, 3), 0.002)),
+            "reparam_adaptive_sharpness_average_l2_rho0.1_stderr": (dims, np.full((1, 2, 3), 1e-4)),
+            "reparam_hessian_eigen_hvps": (dims, np.full((1, 2, 3), 40.0)),
+            "reparam_logit_max_rel_change": (dims, np.zeros((1, 2, 3))),
+            "hessian_top_eigenvalue": (("variant", "seed"), [[1.0, 3.0]]),
+        },
+        coords={"variant": ["sb"], "seed": [0, 1], "reparam_alpha": alpha},
+    )
+    assert reparameterized_variables(ds) == [
+        "reparam_adaptive_sharpness_worst_l2_rho0.1",
+        "reparam_hessian_top_eigenvalue",
+    ]
+    fig = plot_reparameterization(ds)
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {
+        "adaptive_sharpness_worst_l2_rho0.1 (variant=sb)",
+        "hessian_top_eigenvalue (variant=sb)",
+    }
+    np.testing.assert_allclose(lines["hessian_top_eigenvalue (variant=sb)"].get_ydata(), [1e4, 1.0, 1e4])
+    np.testing.assert_allclose(
+        lines["adaptive_sharpness_worst_l2_rho0.1 (variant=sb)"].get_ydata(), [1.0, 1.0, 1.0]
+    )
+    np.testing.assert_allclose(lines["hessian_top_eigenvalue (variant=sb)"].get_xdata(), alpha)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    raw = plot_reparameterization(ds, relative=False, variables=["reparam_hessian_top_eigenvalue"]).axes[0]
+    np.testing.assert_allclose(raw.get_lines()[0].get_ydata(), [2e4, 2.0, 2e4])  # mean over seeds

@@ -10,12 +10,14 @@ from curvature_helpers import make_data, make_mlp, split_batches
 
 from lbgap_curvature.loss import EvalBatches, ModelObjective
 from lbgap_curvature.sharpness import (
+    as_subspace,
     keskar_box,
     keskar_sharpness,
     negated_objective,
     random_orthonormal_subspace,
 )
 from lbgap_curvature.state import ModelSnapshot
+from lbgap_curvature.subspace import random_subspace
 
 
 def quadratic(H, c, offset=0.0):
@@ -168,3 +170,93 @@ def test_zero_gradient_start_uses_random_start():
     exact = phi(float(0.5 * (torch.diag(H) * b * b).sum()), 0.0)
     assert centre.sharpness == 0.0
     assert rand.sharpness == pytest.approx(exact, rel=1e-6)
+
+
+# ------------------------------------------------------------ random-subspace matrices
+
+MATRICES = ("orthonormal", "gaussian", "smoothout")
+
+
+@pytest.mark.parametrize("matrix", MATRICES)
+def test_subspace_products_and_pinv_match_numpy(matrix):
+    """A y, Aᵀg and A⁺x from the factored form equal the dense products with numpy's pinv."""
+    g = torch.Generator().manual_seed(3)
+    n, p = 200, 10
+    S = random_subspace(n, p, matrix=matrix, generator=g)
+    A = S.matrix().numpy()
+    pinv = np.linalg.pinv(A)
+    np.testing.assert_allclose(S.pinv_matrix().numpy(), pinv, rtol=0, atol=1e-8)
+    x = torch.randn(n, generator=g, dtype=torch.float64)
+    y = torch.randn(p, generator=g, dtype=torch.float64)
+    np.testing.assert_allclose(S.pinv_apply(x).numpy(), pinv @ x.numpy(), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(S.apply(y).numpy(), A @ y.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(S.adjoint(x).numpy(), A.T @ x.numpy(), rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(keskar_box(x, 1e-3, S), 1e-3 * (np.abs(pinv @ x.numpy()) + 1), rtol=1e-8)
+
+
+def test_subspace_distributions_are_the_stated_ones():
+    n, p = 400, 6
+    # gaussian: A is the raw N(0, 1) draw itself (no normalisation)
+    S = random_subspace(n, p, matrix="gaussian", generator=torch.Generator().manual_seed(5))
+    raw = torch.randn(n, p, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    torch.testing.assert_close(S.matrix(), raw, rtol=0, atol=1e-12)
+    # smoothout: A⁺ has U[−1, 1] entries with unit-norm rows, and A = pinv(A⁺)
+    S = random_subspace(n, p, matrix="smoothout", generator=torch.Generator().manual_seed(5))
+    u = torch.rand(n, p, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2 - 1
+    expected = (u / u.norm(dim=0)).T
+    torch.testing.assert_close(S.pinv_matrix(), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(S.matrix().numpy(), np.linalg.pinv(expected.numpy()), rtol=0, atol=1e-8)
+    # orthonormal: QR of the same Gaussian draw: the same span as 'gaussian'
+    S = random_subspace(n, p, matrix="orthonormal", generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(
+        S.matrix().T @ S.matrix(), torch.eye(p, dtype=torch.float64), rtol=0, atol=1e-12
+    )
+    proj = S.matrix() @ S.matrix().T
+    torch.testing.assert_close(proj @ raw, raw, rtol=0, atol=1e-10)
+
+
+def test_dense_matrix_is_factored_exactly():
+    """A tensor passed as A (any full column rank, not only orthonormal) gets the exact A⁺."""
+    g = torch.Generator().manual_seed(2)
+    A = torch.rand(50, 4, generator=g, dtype=torch.float64) + 0.5  # all-positive, far from orthonormal
+    S = as_subspace(A)
+    torch.testing.assert_close(S.matrix(), A, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(S.pinv_matrix().numpy(), np.linalg.pinv(A.numpy()), rtol=0, atol=1e-8)
+
+
+def test_subspace_draws_are_seeded():
+    for matrix in MATRICES:
+        a = random_subspace(100, 5, matrix=matrix, generator=torch.Generator().manual_seed(1))
+        b = random_subspace(100, 5, matrix=matrix, generator=torch.Generator().manual_seed(1))
+        c = random_subspace(100, 5, matrix=matrix, generator=torch.Generator().manual_seed(2))
+        assert torch.equal(a.matrix(), b.matrix()) and torch.equal(a.pinv_matrix(), b.pinv_matrix())
+        assert not torch.allclose(a.matrix(), c.matrix())
+
+
+#: box size per distribution: the y-box is ε(|A⁺x| + 1) wide, and a Gaussian A's columns have norm ≈ √n
+SUBSPACE_EPS = {"orthonormal": 1e-2, "gaussian": 2e-3, "smoothout": 1e-2}
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("matrix", MATRICES)
+def test_subspace_convex_quadratic_vertex_enumeration(matrix, seed):
+    """f convex in x, hence in y: the maximum over the y-box is at one of its 2^p vertices
+    (box from numpy's pinv). Away from the minimum L-BFGS-B reaches ≥ 99% of it."""
+    g = torch.Generator().manual_seed(10 + seed)
+    n, p, eps = 30, 8, SUBSPACE_EPS[matrix]
+    M = torch.randn(n, n, generator=g, dtype=torch.float64)
+    H = M @ M.T / n + 0.1 * torch.eye(n, dtype=torch.float64)
+    x0 = torch.randn(n, generator=g, dtype=torch.float64)
+    c = x0 - 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+    fg = quadratic(H, c)
+    S = random_subspace(n, p, matrix=matrix, generator=g)
+    A = S.matrix()
+    b = eps * (torch.as_tensor(np.linalg.pinv(A.numpy())) @ x0).abs() + eps
+    best = max(
+        fg(x0 + A @ (torch.tensor(s, dtype=torch.float64) * b))[0]
+        for s in itertools.product((-1.0, 1.0), repeat=p)
+    )
+    f0 = fg(x0)[0]
+    res = keskar_sharpness(fg, x0, eps, A=S)
+    assert phi(best, f0) * (1 + 1e-9) >= res.sharpness >= 0.99 * phi(best, f0)
+    assert np.all(np.abs(res.y_best) <= b.numpy() * (1 + 1e-12))

@@ -12,6 +12,7 @@ from torch import nn
 import lbgap_curvature
 from lbgap.metric import Metric
 from lbgap.registry import Registry
+from lbgap.spec.model import plugin_config_model
 from lbgap_curvature.state import ModelSnapshot, rng_snapshot
 
 FAST = {
@@ -23,6 +24,14 @@ FAST = {
     "minimizer_distance": {},
     "adaptive_sharpness": {"steps": 3},
     "gradient_noise_scale": {"noise_batch_size": 8},
+    # the layer feeding the BatchNorm of _model() scaled by α: the same function in both BN modes
+    "reparameterized": {
+        "transform": "bn_alpha_scale",
+        "layers": ["0"],
+        "batchnorm": "1",
+        "alphas": [0.5, 1.0, 4.0],
+        "metrics": [{"name": "hessian_trace", "num_probes": 3}, {"name": "adaptive_sharpness", "steps": 2}],
+    },
 }
 
 
@@ -46,16 +55,15 @@ def _ctx(model, dropout=0.0, **kw):
 
 
 def _build(registry, name, **kw):
-    rec = registry.get("metric", name)
-    cfg = rec.config(**{**FAST[name], **kw})
-    return rec.build(cfg)
+    model = plugin_config_model(registry.get("metric", name), registry)
+    return registry.build("metric", model.model_validate({"name": name, **FAST[name], **kw}))
 
 
 def test_all_plugins_registered(registry):
     assert set(registry.of_kind("metric")) == set(FAST)
-    for rec in registry.of_kind("metric").values():
+    for name, rec in registry.of_kind("metric").items():
         assert rec.describe()
-        m = rec.build(rec.config())
+        m = _build(registry, name)
         assert isinstance(m, Metric)
         assert m.every is None and m.at_end is True
 
@@ -117,6 +125,26 @@ def test_outputs_have_names_dims_and_attrs(registry):
     assert outs["interpolation_test_accuracy"].sizes["alpha"] == 7
     assert outs["hessian_spectrum_density"].dims == ("density_grid",)
     assert outs["keskar_sharpness_full_eps1e-03"] > outs["keskar_sharpness_full_eps5e-04"] >= 0
+    assert outs["reparam_hessian_trace"].dims == ("reparam_alpha",)
+    np.testing.assert_array_equal(outs["reparam_hessian_trace"]["reparam_alpha"], [0.5, 1.0, 4.0])
+
+
+def test_keskar_subspace_matrix_is_used_and_seeded(registry):
+    """Each distribution of A gives its own variable and value; the same seed, the same value."""
+    ctx = _ctx(_model(bn=False))
+    values = {}
+    for matrix in ("orthonormal", "gaussian", "smoothout"):
+        metric = _build(registry, "keskar_sharpness", spaces=["random"], eps=[1e-3], subspace_matrix=matrix)
+        out = metric.compute(ctx)
+        space = "random" if matrix == "orthonormal" else f"random_{matrix}"
+        name = f"keskar_sharpness_{space}_eps1e-03"
+        assert [k for k in out if k.startswith("keskar_sharpness_")] == [name]
+        assert matrix in metric.attrs[name]["long_name"]
+        assert metric.compute(ctx)[name] == out[name]
+        values[matrix] = out[name]
+    assert len(set(values.values())) == 3
+    # unnormalised Gaussian columns have norm ≈ √n (n = 73 here), orthonormal ones 1: larger steps
+    assert values["gaussian"] > 3 * values["orthonormal"] > 0
 
 
 def test_eigenvalues_metric_matches_dense_hessian(registry):

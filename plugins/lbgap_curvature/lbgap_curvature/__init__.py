@@ -3,7 +3,8 @@
 Metric plugins (``metrics:`` entries of a study, or ``lbgap measure`` on saved
 weights): ``keskar_sharpness``, ``hessian_eigenvalues``, ``hessian_trace``,
 ``hessian_spectrum``, ``interpolation``, ``minimizer_distance``,
-``adaptive_sharpness`` and ``gradient_noise_scale``. Their definitions and
+``adaptive_sharpness``, ``gradient_noise_scale`` and ``reparameterized``
+(other metrics on α-rescaled copies of the model). Their definitions and
 output variables are in ``docs/metrics.md``.
 
 The algorithms are plain functions usable without a study:
@@ -21,13 +22,17 @@ from lbgap import hookimpl
 from lbgap.plugin import MetricPlugin
 
 from .metrics import METRIC_CLASSES
+from .reparameterized import Reparameterized
 
 __all__ = ["lbgap_register_metrics"]
 
 
 @hookimpl
 def lbgap_register_metrics() -> list[MetricPlugin]:
-    return [MetricPlugin(name=cls.name, config=cls.config_cls, build=cls) for cls in METRIC_CLASSES]
+    return [
+        MetricPlugin(name=cls.name, config=cls.config_cls, build=cls)
+        for cls in (*METRIC_CLASSES, Reparameterized)
+    ]
 
 
 @hookimpl

@@ -7,6 +7,8 @@
   test accuracy against the batch size on twin axes, mean ± standard
   deviation over seeds.
 * :func:`plot_spectrum_density` — the Hessian eigenvalue density (SLQ).
+* :func:`plot_reparameterization` — the ``reparameterized`` metric's variables
+  against α on log-log axes (Dinh et al.'s α-scale sweep), relative to α = 1.
 
 Each takes the Dataset, an optional ``select`` (passed to ``Dataset.sel``) and
 an optional matplotlib ``Axes``; dimensions left over besides the plotted one
@@ -16,13 +18,21 @@ give one line per combination. Each returns the Figure.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator, Mapping
 from typing import Optional
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["plot_interpolation", "plot_sharpness_vs_batch_size", "plot_spectrum_density", "final_epoch"]
+__all__ = [
+    "plot_interpolation",
+    "plot_sharpness_vs_batch_size",
+    "plot_spectrum_density",
+    "plot_reparameterization",
+    "reparameterized_variables",
+    "final_epoch",
+]
 
 
 def _axes(ax):
@@ -169,6 +179,69 @@ def plot_spectrum_density(
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density")
     if any(line.get_label() and not line.get_label().startswith("_") for line in ax.get_lines()):
+        ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+#: inner variables the α-sweep figure shows by default (not counts, residuals or standard errors)
+_SWEEP = re.compile(
+    r"(hessian_top_eigenvalue|hessian_trace|keskar_sharpness_.*|adaptive_sharpness_(?!.*_stderr$).*)"
+)
+
+
+def reparameterized_variables(ds: xr.Dataset, prefix: str = "reparam") -> list[str]:
+    """The curvature and sharpness variables of a ``reparameterized`` metric in ``ds``."""
+    dim = f"{prefix}_alpha"
+    start = f"{prefix}_"
+    return sorted(
+        str(v)
+        for v in ds.data_vars
+        if str(v).startswith(start) and dim in ds[v].dims and _SWEEP.fullmatch(str(v)[len(start) :])
+    )
+
+
+def plot_reparameterization(
+    ds: xr.Dataset,
+    *,
+    prefix: str = "reparam",
+    variables: Optional[list[str]] = None,
+    relative: bool = True,
+    seed_dim: str = "seed",
+    select: Optional[Mapping] = None,
+    ax=None,
+    title: Optional[str] = None,
+):
+    """Dinh et al.'s α sweep: each variable (mean over seeds) against α, log-log.
+
+    ``relative``: divided by its value at α = 1 (the untransformed model), so
+    that an invariant quantity is the horizontal line at 1 and a quantity that
+    scales like α^±k has slope ±k. Non-positive values are not drawn.
+    """
+    ds = _select(ds, select)
+    dim = f"{prefix}_alpha"
+    names = variables if variables is not None else reparameterized_variables(ds, prefix)
+    fig, ax = _axes(ax)
+    relative = relative and bool(np.isclose(ds[dim].values, 1.0).any())
+    for name in names:
+        da = final_epoch(ds[name])
+        da = da.mean(seed_dim) if seed_dim in da.dims else da
+        if relative:
+            da = da / da.sel({dim: 1.0}, method="nearest")
+        for label, line in _lines(da, dim):
+            y = line.values.astype(float)
+            ax.plot(
+                line[dim].values,
+                np.where(y > 0, y, np.nan),
+                marker="o",
+                label=name.removeprefix(f"{prefix}_") + (f" ({label})" if label else ""),
+            )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("α")
+    ax.set_ylabel("value / value at α = 1" if relative else "value")
+    if names:
         ax.legend(fontsize="small")
     if title:
         ax.set_title(title)

@@ -37,9 +37,10 @@ from .interpolation import interpolation_alphas, interpolation_curve
 from .lanczos import eigsh_eigenpairs, top_eigenpairs
 from .loss import EvalBatches, ModelObjective, select_split
 from .noise_scale import simple_noise_scale
-from .sharpness import keskar_sharpness, random_orthonormal_subspace
+from .sharpness import keskar_sharpness
 from .slq import slq_spectrum, smoothed_density
 from .state import preserved_state
+from .subspace import SubspaceMatrix, random_subspace
 from .trace import hutchinson_trace
 
 __all__ = [
@@ -116,9 +117,11 @@ class KeskarSharpnessConfig(_SplitConfig):
     eps: list[PositiveFloat] = Field(default_factory=lambda: [1e-3, 5e-4], min_length=1)
     """Box sizes ε (the paper: 1e-3 and 5e-4)."""
     spaces: list[Literal["full", "random"]] = Field(default_factory=lambda: ["full", "random"], min_length=1)
-    """'full' (A = I) and/or 'random' (A: n × subspace_dim, orthonormal columns from a Gaussian matrix)."""
+    """'full' (A = I) and/or 'random' (A: a random n × subspace_dim matrix drawn as subspace_matrix says)."""
     subspace_dim: PositiveInt = 100
     """p, the random subspace dimension (the paper: 100)."""
+    subspace_matrix: SubspaceMatrix = "orthonormal"
+    """How the random A is drawn (the paper does not say): 'orthonormal' (a Gaussian matrix orthonormalised by QR, A⁺ = Aᵀ), 'gaussian' (i.i.d. N(0, 1) entries, unnormalised), 'smoothout' (the SmoothOut port: A⁺ with U[−1, 1] entries and unit-norm rows, A = pinv(A⁺))."""
     maxiter: PositiveInt = 10
     """L-BFGS-B iterations (the paper: 10)."""
     maxfun: Optional[PositiveInt] = None
@@ -303,10 +306,18 @@ class KeskarSharpness(_CurvatureMetric):
         self._float(out, "keskar_base_loss", f0, "1", f"{cfg.split} loss at the measured point")
         for space in cfg.spaces:
             A = None
+            name = space
             if space == "random":
+                if cfg.subspace_matrix != "orthonormal":
+                    name = f"random_{cfg.subspace_matrix}"
                 p = min(cfg.subspace_dim, obj.size)
-                A = random_orthonormal_subspace(
-                    obj.size, p, generator=self.generator(ctx, "subspace"), dtype=x0.dtype, device=x0.device
+                A = random_subspace(
+                    obj.size,
+                    p,
+                    matrix=cfg.subspace_matrix,
+                    generator=self.generator(ctx, "subspace"),
+                    dtype=x0.dtype,
+                    device=x0.device,
                 )
             for eps in cfg.eps:
                 res = keskar_sharpness(
@@ -320,8 +331,12 @@ class KeskarSharpness(_CurvatureMetric):
                     generator=self.generator(ctx, f"start-{space}-{eps}"),
                     base_loss=f0 if cfg.start == "random" else None,
                 )
-                tag = f"{space}_eps{eps_tag(eps)}"
-                where = "full space" if space == "full" else f"random {A.shape[1]}-dim subspace"
+                tag = f"{name}_eps{eps_tag(eps)}"
+                where = (
+                    "full space"
+                    if space == "full"
+                    else f"random {A.shape[1]}-dim subspace ({cfg.subspace_matrix} A)"
+                )
                 self._float(
                     out,
                     f"keskar_sharpness_{tag}",

@@ -7,10 +7,12 @@ With ``x`` the parameters, ``f`` the full training loss, ``A ∈ R^{n×p}`` and
     φ_{x,f}(ε, A) = (max_{y ∈ C_ε} f(x + A y) − f(x)) / (1 + f(x)) × 100
 
 ``A = I`` (full space, box ``|δ_i| ≤ ε(|x_i| + 1)``) or a random ``n × p``
-matrix (``p = 100`` in the paper). The paper does not say how ``A`` is drawn;
-here it is a Gaussian matrix orthonormalised by QR, so ``A⁺ = Aᵀ`` and no
-dense pseudo-inverse is ever formed. The inner maximum is solved inexactly,
-as in the paper, by SciPy's L-BFGS-B (10 iterations) minimising
+matrix (``p = 100`` in the paper), held factored as a
+:class:`~lbgap_curvature.subspace.Subspace` so that ``A⁺x`` is exact and no
+dense pseudo-inverse is ever formed. The paper does not say how ``A`` is
+drawn; :func:`~lbgap_curvature.subspace.random_subspace` offers orthonormal
+columns, i.i.d. Gaussian entries and SmoothOut's construction. The inner
+maximum is solved inexactly, as in the paper, by SciPy's L-BFGS-B (10 iterations) minimising
 ``−f(x + A y)`` with gradient ``−Aᵀ∇f`` (both signs negated: a public port
 negates only the value). The largest ``f`` seen during the search is used,
 so ``φ ≥ 0``.
@@ -24,21 +26,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import numpy as np
 import scipy.optimize
 import torch
 
+from .subspace import Subspace, random_orthonormal_subspace
+
 __all__ = [
     "KeskarResult",
     "keskar_sharpness",
     "random_orthonormal_subspace",
+    "as_subspace",
     "keskar_box",
     "negated_objective",
 ]
 
 ValueAndGrad = Callable[[torch.Tensor], tuple[float, torch.Tensor]]
+#: ``A``: None (the identity), a factored :class:`Subspace`, or a dense full-column-rank ``n × p`` tensor
+Matrix = Union[None, Subspace, torch.Tensor]
+
+
+def as_subspace(A: Matrix) -> Optional[Subspace]:
+    """None stays None; a dense tensor is factored (QR) so that its pseudo-inverse is exact."""
+    if A is None or isinstance(A, Subspace):
+        return A
+    return Subspace.from_matrix(A)
 
 
 @dataclass
@@ -68,49 +82,29 @@ class KeskarResult:
     message: str
 
 
-def random_orthonormal_subspace(
-    n: int,
-    p: int,
-    *,
-    generator: torch.Generator,
-    dtype: torch.dtype = torch.float64,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """An ``n × p`` matrix with orthonormal columns spanning a uniformly random subspace.
-
-    Gaussian entries drawn on the CPU from ``generator``, then a reduced QR
-    (signs fixed so the factorisation is unique).
-    """
-    if not 1 <= p <= n:
-        raise ValueError(f"subspace dimension must be in [1, {n}], got {p}")
-    g = torch.randn(n, p, generator=generator, dtype=dtype).to(device)
-    q, r = torch.linalg.qr(g, mode="reduced")
-    signs = torch.sign(torch.diagonal(r))
-    signs[signs == 0] = 1
-    return q * signs
-
-
-def keskar_box(x0: torch.Tensor, eps: float, A: Optional[torch.Tensor] = None) -> np.ndarray:
-    """Half-widths ``ε(|A⁺x| + 1)`` of the box (``A⁺ = Aᵀ`` for orthonormal columns; ``A = I`` when None)."""
-    coord = x0 if A is None else A.T @ x0
-    return (eps * (coord.double().abs() + 1.0)).cpu().numpy()
+def keskar_box(x0: torch.Tensor, eps: float, A: Matrix = None) -> np.ndarray:
+    """Half-widths ``ε(|A⁺x| + 1)`` of the box (``A = I`` when None)."""
+    S = as_subspace(A)
+    coord = x0.double() if S is None else S.pinv_apply(x0)
+    return (eps * (coord.abs() + 1.0)).cpu().numpy()
 
 
 def negated_objective(
     value_and_grad: ValueAndGrad,
     x0: torch.Tensor,
-    A: Optional[torch.Tensor],
+    A: Matrix,
     record: Callable[[float, np.ndarray], None] | None = None,
 ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     """``y ↦ (−f(x0 + A y), −Aᵀ∇f(x0 + A y))`` in float64, what L-BFGS-B minimises."""
     x0d = x0.detach().double()
+    S = as_subspace(A)
 
     def fun(y: np.ndarray) -> tuple[float, np.ndarray]:
         yt = torch.as_tensor(y, dtype=torch.float64, device=x0.device)
-        step = yt if A is None else (A @ yt.to(A.dtype)).double()
+        step = yt if S is None else S.apply(yt).double()
         x = (x0d + step).to(x0.dtype)
         f, g = value_and_grad(x)
-        gy = g.double() if A is None else (A.T @ g.to(A.dtype)).double()
+        gy = g.double() if S is None else S.adjoint(g)
         if record is not None:
             record(f, y)
         return -float(f), -gy.cpu().numpy()
@@ -123,7 +117,7 @@ def keskar_sharpness(
     x0: torch.Tensor,
     eps: float,
     *,
-    A: Optional[torch.Tensor] = None,
+    A: Matrix = None,
     maxiter: int = 10,
     maxfun: Optional[int] = None,
     pgtol: float = 0.0,
@@ -143,8 +137,8 @@ def keskar_sharpness(
     eps:
         Box size ε.
     A:
-        ``n × p`` matrix with orthonormal columns (random subspace), or None
-        for the full space.
+        The ``n × p`` matrix of the random subspace (a :class:`Subspace`, or a
+        dense full-column-rank tensor, factored here), or None for the full space.
     maxiter:
         L-BFGS-B iterations (the paper: 10).
     maxfun:
@@ -160,6 +154,7 @@ def keskar_sharpness(
     """
     if eps <= 0:
         raise ValueError("eps must be positive")
+    A = as_subspace(A)
     bound = keskar_box(x0, eps, A)
     best = {"f": -np.inf, "y": np.zeros_like(bound), "f0": base_loss}
 
