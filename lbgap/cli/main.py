@@ -116,6 +116,15 @@ def study_run(
         1, min=1, help="CPU threads for torch. The small networks of these studies train fastest on one; "
         "more threads pay off only for wide layers and large batches on an otherwise idle machine.",
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Check that every variant starts (a few training steps and one evaluation "
+        "batch each, on --device) and estimate the time of its trials; write nothing. "
+        "Exit status 2 if one fails.",
+    ),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", min=1,
+        help="With --dry-run: training steps per variant (default 2; the first is not timed).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a study (or continue it, if its output folder exists)."""
@@ -124,8 +133,44 @@ def study_run(
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
         err.print(f"[red]error:[/] --device must be cpu, cuda, cuda:N or auto, not {device!r}")
         raise typer.Exit(EXIT_USAGE)
+    if steps is not None and not dry_run:
+        err.print("[red]error:[/] --steps applies to --dry-run")
+        raise typer.Exit(EXIT_USAGE)
     study = _load(spec)
+    if dry_run:
+        if nproc > 1:
+            err.print("[yellow]note:[/] --dry-run trains in one process; --nproc is ignored")
+        _dry_run(study, device, steps or 2, threads)
+        return
     _run(study, out_dir or Path("runs") / study.name, device, storage, report, max_trials, nproc)
+
+
+def _dry_run(study, device: str, steps: int, threads: int) -> None:
+    from rich.markup import escape
+
+    from ..driver.dryrun import dry_run
+    from ..driver.run import resolve_device
+    from .dryrun import print_dry_run
+
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    # the engine's warnings (a diverged loss, a batch larger than the data) are in the report
+    logging.getLogger("lbgap.engine.train").setLevel(logging.ERROR)
+    try:
+        with err.status("dry run") as status:
+            report = dry_run(
+                study, device=dev, steps=steps,
+                progress=lambda i, n, label: status.update(escape(f"dry run {i + 1}/{n}: {label}")),
+            )
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+    print_dry_run(report, out, err, threads)
+    if report.failed:
+        raise typer.Exit(EXIT_USAGE)
 
 
 @study_app.command("resume")

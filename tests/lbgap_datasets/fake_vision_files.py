@@ -1,4 +1,5 @@
-"""Writers of small data files in the exact on-disk formats of MNIST (IDX) and CIFAR (python pickles).
+"""Writers of small data files in the exact on-disk formats of MNIST (IDX), CIFAR (python pickles)
+and the TIMIT frame file (``.npz``).
 
 Written from the format descriptions, independently of torchvision:
 
@@ -9,6 +10,8 @@ Written from the format descriptions, independently of torchvision:
   ``uint8`` array ``[N, 3072]`` (1024 red, then 1024 green, then 1024 blue
   values, rows of 32) and ``labels`` (CIFAR-10) or ``fine_labels`` /
   ``coarse_labels`` (CIFAR-100); ``batches.meta`` / ``meta`` hold the label names.
+* TIMIT frames (the ``timit_frames`` data set's documented layout): ``numpy.savez`` with
+  ``train_x`` ``[N, 360]`` floats, ``train_y`` ``[N]`` ints, ``test_x`` and ``test_y`` likewise.
 """
 
 from __future__ import annotations
@@ -145,3 +148,26 @@ def cifar_rows_to_images(data: np.ndarray) -> np.ndarray:
         for r in range(32):
             out[:, c, r, :] = plane[:, r * 32 : (r + 1) * 32]
     return out
+
+
+def write_timit_frames(
+    path: Path,
+    n_train: int = 300,
+    n_test: int = 100,
+    features: int = 360,
+    classes: int = 1973,
+    seed: int = 0,
+    **extra,
+) -> dict[str, np.ndarray]:
+    """Write a frame file at ``path`` (``extra`` arrays are added as they are); return the arrays."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train_x": rng.normal(2.0, 3.0, size=(n_train, features)).astype(np.float32),
+        "train_y": rng.integers(0, classes, size=n_train),
+        "test_x": rng.normal(2.0, 3.0, size=(n_test, features)).astype(np.float32),
+        "test_y": rng.integers(0, classes, size=n_test),
+    }
+    arrays.update(extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return arrays

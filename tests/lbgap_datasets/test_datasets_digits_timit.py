@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fake_vision_files
 import numpy as np
 import pytest
 import torch
@@ -45,22 +46,10 @@ def test_digits_seeds_and_shape(cpu):
     assert img.train_x.shape[1:] == (1, 8, 8) and abs(img.n_train - 898) <= 1
 
 
-def _write_frames(path, n_train=300, n_test=100, features=360, classes=1973, seed=0, **extra):
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train_x": rng.normal(2.0, 3.0, size=(n_train, features)).astype(np.float32),
-        "train_y": rng.integers(0, classes, size=n_train),
-        "test_x": rng.normal(2.0, 3.0, size=(n_test, features)).astype(np.float32),
-        "test_y": rng.integers(0, classes, size=n_test),
-    }
-    arrays.update(extra)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
-    return arrays
-
-
 def test_timit_frames_load_from_the_documented_layout(tmp_path, cpu, monkeypatch):
-    arrays = _write_frames(tmp_path / "timit" / "timit_frames.npz", speakers=np.arange(3))
+    arrays = fake_vision_files.write_timit_frames(
+        tmp_path / "timit" / "timit_frames.npz", speakers=np.arange(3)
+    )
     monkeypatch.setenv("LBGAP_DATA", str(tmp_path))
     data = build_timit_frames(TimitFramesConfig(), seed=0, device=cpu)
     assert data.num_classes == 1973 and data.info.input_shape == (360,)
@@ -70,7 +59,7 @@ def test_timit_frames_load_from_the_documented_layout(tmp_path, cpu, monkeypatch
 
 def test_timit_subset_and_standardize(tmp_path, cpu):
     path = tmp_path / "frames.npz"
-    arrays = _write_frames(path, features=12, classes=7)
+    arrays = fake_vision_files.write_timit_frames(path, features=12, classes=7)
     cfg = TimitFramesConfig(path=str(path), num_features=12, num_classes=7, n_train=100, standardize=True)
     data = build_timit_frames(cfg, seed=0, device=cpu)
     train = torch.from_numpy(arrays["train_x"][:100])
@@ -100,7 +89,7 @@ def test_timit_missing_file_says_what_to_put_where(tmp_path, cpu):
 )
 def test_timit_rejects_wrong_files(tmp_path, cpu, kwargs, match):
     path = tmp_path / f"bad{len(kwargs)}{match[:3]}.npz"
-    _write_frames(path, **kwargs)
+    fake_vision_files.write_timit_frames(path, **kwargs)
     with pytest.raises(ValueError, match=match):
         build_timit_frames(TimitFramesConfig(path=str(path)), seed=0, device=cpu)
 

@@ -3,16 +3,20 @@
 Fast tests check that each study file encodes the papers' protocol (Adam, the small batch and
 the large batch as fractions of the training set, training until the loss stops improving,
 Keras BatchNorm mode=2 at evaluation, the sharpness settings, the warm-start dependencies) and
-that the paper-scale files start: their networks have the papers' parameter counts and their
-data sets, absent here, fail with a message that names the missing files.
+that the paper-scale files start: their networks have the papers' parameter counts, their
+data sets, absent here, fail with a message that names the missing files, and with small synthetic
+files in the documented layouts (the real MNIST subset for MNIST) every variant starts under a dry
+run; so do Hoffer's and Li's paper-scale files.
 
 Slow tests run the CPU-scale studies and check the papers' qualitative claims.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +53,19 @@ PAPER_SB_LB = {
     "keskar_sb_lb_paper_c3": ("c3", "cifar100", 1_775_204),
     "keskar_sb_lb_paper_c4": ("c4", "cifar100", 15_038_116),
 }
-PAPER_FILES = [*PAPER_SB_LB, "keskar_batch_sweep_paper", "keskar_piggyback_paper", "nishtala_optimizers_paper"]
+PAPER_FILES = [
+    *PAPER_SB_LB,
+    "keskar_batch_sweep_paper",
+    "keskar_piggyback_paper",
+    "nishtala_optimizers_paper",
+]
 CPU_FILES = ["keskar_sb_lb", "keskar_batch_sweep", "keskar_piggyback", "dinh_reparam", "nishtala_optimizers"]
 
 #: the names of the files each data set reads, as its missing-files error must list them
 DATA_FILES = {
     "mnist": ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
     "cifar10": ["cifar-10-batches-py", "data_batch_1", "test_batch"],
+    "patch_cifar10": ["cifar-10-batches-py", "data_batch_1", "test_batch"],
     "cifar100": ["cifar-100-python", "train", "test"],
     "timit_frames": ["timit_frames.npz"],
 }
@@ -132,6 +142,7 @@ def test_sb_lb_studies_follow_keskars_protocol(name, registry):
         sharp = _sharpness(cfg)
         assert sorted(sharp.eps) == [5e-4, 1e-3]
         assert sorted(sharp.spaces) == ["full", "random"] and sharp.subspace_dim == 100
+        assert sharp.subspace_matrix == "gaussian", "unnormalised random columns, as Keskar's Table 4"
         assert sharp.split == "train" and sharp.bn_mode == "batch"
         assert cfg.save_weights, "the interpolation between the minimizers needs the final weights"
     assert _small_batch_ok(sb, paper_scale)
@@ -157,22 +168,93 @@ def test_paper_scale_networks_and_data(name, registry):
     assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-@pytest.mark.parametrize("name", PAPER_FILES)
-def test_paper_scale_studies_start_and_name_the_missing_files(name, registry, tmp_path, monkeypatch):
-    """Build the first trial: without the data, the data set's error says which files to put where."""
+#: every study file that reads its data from $LBGAP_DATA
+DATA_ENV_FILES = [*PAPER_FILES, "hoffer_regime_mnist", "li_patch_cifar10"]
+#: a dry run of these takes over 20 s on one CPU thread (15M-parameter C2/C4, WRN-16-10: seconds a step)
+SLOW_DRY_RUNS = {"keskar_sb_lb_paper_c2", "keskar_sb_lb_paper_c4", "li_patch_cifar10"}
+#: sizes (train, test) of the synthetic files; MNIST is the real subset's
+SYNTHETIC_SIZES = {
+    "cifar10": (300, 50),
+    "cifar100": (300, 50),
+    "timit_frames": (300, 100),
+    "mnist": (22_699, 10_000),
+}
+
+
+def _fake_files():
+    """``tests/lbgap_datasets/fake_vision_files.py``: writers of the documented file layouts."""
+    if "fake_vision_files" not in sys.modules:
+        path = ROOT / "tests" / "lbgap_datasets" / "fake_vision_files.py"
+        spec = importlib.util.spec_from_file_location("fake_vision_files", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fake_vision_files"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["fake_vision_files"]
+
+
+def _fill_data_root(root: Path, data_name: str) -> None:
+    """Put small files for ``data_name`` under ``root`` where the data set looks for them."""
+    fake = _fake_files()
+    if data_name in ("cifar10", "patch_cifar10"):
+        fake.write_cifar10(root, per_batch=60, n_test=50, seed=1)
+    elif data_name == "cifar100":
+        fake.write_cifar100(root, n_train=300, n_test=50, seed=2)
+    elif data_name == "timit_frames":
+        fake.write_timit_frames(root / "timit" / "timit_frames.npz", n_train=300, n_test=100, seed=3)
+    elif data_name == "mnist":
+        if not MNIST_SUBSET.is_dir():
+            pytest.skip(f"no MNIST subset at {MNIST_SUBSET}, which the MNIST studies' dry run reads")
+        (root / "MNIST").mkdir()
+        (root / "MNIST" / "raw").symlink_to(MNIST_SUBSET, target_is_directory=True)
+    else:
+        raise AssertionError(f"no synthetic files for {data_name}")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_DRY_RUNS else n for n in DATA_ENV_FILES]
+)
+def test_paper_scale_studies_name_the_missing_files_then_start_under_a_dry_run(
+    name, registry, tmp_path, monkeypatch
+):
+    """Without the data, the data set's error says which files to put where; with small files in the
+    documented layouts, every variant builds, trains two steps and evaluates one batch."""
+    from lbgap.driver.dryrun import dry_run
     from lbgap.engine.train import build_parts
     from lbgap_datasets.common import DatasetFilesMissing
 
     monkeypatch.setenv("LBGAP_DATA", str(tmp_path))
     study = _study(name, registry)
     cell = study.cells()[0]
+    data_name = cell.config.dataset.name
     assert cell.config.dataset.root is None, "paper-scale data come from $LBGAP_DATA"
     with pytest.raises(DatasetFilesMissing) as err:
         build_parts(cell.config, cell.seed, registry, torch.device("cpu"))
     message = str(err.value)
     assert str(tmp_path) in message
-    for file in DATA_FILES[cell.config.dataset.name]:
+    for file in DATA_FILES[data_name]:
         assert file in message
+
+    _fill_data_root(tmp_path, data_name)
+    # the synthetic CIFAR files cannot match torchvision's md5 sums of the official ones
+    overrides = {"dataset.verify_md5": False} if "cifar" in data_name else {}
+    report = dry_run(study, device=torch.device("cpu"), overrides=overrides)
+    assert not report.failed, [(r.check.label, r.stage, r.error) for r in report.failed]
+    assert {r.check.variant for r in report.results} == set(study.variants)
+    assert sum(r.check.trials for r in report.results) == len(study.cells())
+    n_train, n_test = SYNTHETIC_SIZES["cifar10" if data_name == "patch_cifar10" else data_name]
+    if data_name == "patch_cifar10":  # the clean and the mixed copy of the test images, then the probes
+        n_test = 2 * n_test + study.variants["small"].dataset.patch_probe_size
+    for r in report.results:
+        p, cfg = r.result, r.check.config
+        assert (p.n_train, p.n_test) == (n_train, n_test), "the files under $LBGAP_DATA were read"
+        if name in PAPER_SB_LB:
+            assert p.n_params == PAPER_SB_LB[name][2]
+        assert p.batch_size >= cfg.batch_size and p.epochs >= cfg.epochs  # regime adaptation trains longer
+        assert p.steps == min(2, p.steps_per_epoch) and p.step_seconds > 0
+        assert math.isfinite(p.train_loss) and math.isfinite(p.eval_loss)
+        assert p.eval_batch == min(cfg.eval.batch_size, n_test) and p.trial_seconds > 0
+        if cfg.warm_start is not None:
+            assert any("initial weights stand in" in note for note in r.notes)
 
 
 def test_cpu_studies_read_the_mnist_subset_relative_to_the_repository(registry, monkeypatch):
@@ -262,20 +344,32 @@ def test_nishtala_arms_are_sgd_and_adagrad_at_both_batch_sizes(registry):
 
 
 # the α-scale transformation of the Dinh study: the first two Linear layers of the MLP
-DINH_LAYERS = ("1", "3")
+DINH_LAYERS = ["1", "3"]
 
 
-def test_dinh_network_admits_the_alpha_scale_transformation(registry):
+def _dinh_sweep(cfg):
+    found = [m for m in cfg.metrics if m.name == "reparameterized"]
+    assert len(found) == 1, "one reparameterized metric"
+    return found[0]
+
+
+def test_dinh_study_writes_the_alpha_sweep_and_its_network_admits_it(registry):
     """No BatchNorm, ReLUs between the scaled layers: T_α leaves the function unchanged."""
     from lbgap_curvature.reparam import relu_alpha_scale
 
     study = _study("dinh_reparam", registry)
+    assert "cannot be written" not in study.text
     cfg = study.variants["sb"]
     assert cfg.model.name == "mlp" and cfg.model.norm == "none" and cfg.model.activation == "relu"
-    names = {m.name for m in cfg.metrics}
-    assert {"hessian_eigenvalues", "keskar_sharpness", "adaptive_sharpness"} <= names
-    adaptive = next(m for m in cfg.metrics if m.name == "adaptive_sharpness")
-    assert adaptive.eta == 0.0, "η = 0: exactly invariant to positive rescalings"
+    sweep = _dinh_sweep(cfg)
+    assert sweep.transform == "relu_alpha_scale" and sweep.layers == DINH_LAYERS and sweep.powers is None
+    assert 1.0 in sweep.alphas and min(sweep.alphas) <= 1e-2 and max(sweep.alphas) >= 1e2
+    assert sweep.at_end and sweep.every is None, "measured once, at the end of training"
+    inner = {m.name: m for m in sweep.metrics}
+    assert set(inner) == {"hessian_eigenvalues", "keskar_sharpness", "adaptive_sharpness"}
+    assert inner["adaptive_sharpness"].eta == 0.0, "η = 0: exactly invariant to positive rescalings"
+    assert inner["keskar_sharpness"].spaces == ["full"]
+    assert all(m.max_samples == 2000 for m in inner.values())
     torch.manual_seed(0)
     model = registry.get("model", "mlp").build(cfg.model, info=DATA_INFO["mnist"]).double().eval()
     modules = dict(model.named_modules())
@@ -286,6 +380,53 @@ def test_dinh_network_admits_the_alpha_scale_transformation(registry):
         assert scales["1.weight"] == alpha and scales["3.weight"] == 1 / alpha
         torch.testing.assert_close(scaled(x), model(x), rtol=1e-10, atol=1e-10)
         assert not torch.allclose(scaled[1].weight, model[1].weight)
+
+
+def check_dinh_sweep(ds: xr.Dataset, *, keskar_factor: float, adaptive_rtol: float) -> None:
+    """Dinh et al.'s claims on the reparam_* variables of a finished study, trial by trial."""
+    one = ds.sel(reparam_alpha=1.0)
+    extremes = [a for a in ds["reparam_alpha"].values if a != 1.0 and max(a, 1 / a) >= 100]
+    assert extremes, "the sweep reaches α = 0.01 or 100"
+    # the function: every test logit the same to float32 rounding, the same test accuracy and loss
+    assert float(ds["reparam_logit_max_rel_change"].max()) <= 1e-5
+    assert float(one["reparam_logit_max_rel_change"].max()) == 0.0
+    np.testing.assert_array_equal(
+        ds["reparam_test_accuracy"], one["reparam_test_accuracy"].broadcast_like(ds["reparam_test_accuracy"])
+    )
+    np.testing.assert_allclose(
+        ds["reparam_test_loss"], one["reparam_test_loss"].broadcast_like(ds["reparam_test_loss"]), rtol=1e-4
+    )
+    # Theorem 3: the Hessian's blocks scale by α⁻² and α²: hundreds of times larger at the extremes
+    top = ds["reparam_hessian_top_eigenvalue"] / one["reparam_hessian_top_eigenvalue"]
+    assert (top.sel(reparam_alpha=extremes) >= 100).all()
+    # §4.3: Keskar's full-space ε-sharpness is not invariant either
+    keskar = ds["reparam_keskar_sharpness_full_eps1e-03"] / one["reparam_keskar_sharpness_full_eps1e-03"]
+    assert (keskar.sel(reparam_alpha=extremes) >= keskar_factor).all()
+    # adaptive sharpness with η = 0 is invariant
+    adaptive = (
+        ds["reparam_adaptive_sharpness_worst_l2_rho0.1"] / one["reparam_adaptive_sharpness_worst_l2_rho0.1"]
+    )
+    np.testing.assert_allclose(adaptive, 1.0, rtol=adaptive_rtol)
+
+
+def test_dinh_study_small_version_runs_and_holds(registry, tmp_path):
+    """The study file's metric settings through the real study path, on scikit-learn's 8×8 digits
+    with a two-layer ReLU MLP, one short small-batch arm and one seed (seconds)."""
+    import json
+
+    from lbgap.driver.run import run_study
+    from lbgap.spec import load_study_text
+
+    study = _study("dinh_reparam", registry)
+    base = json.loads(json.dumps(study.header.base))
+    base.update(dataset={"name": "digits"}, model={**base["model"], "hidden": [32, 32]}, epochs=5)
+    text = json.dumps({"study": "dinh_reparam_small", "base": base, "variants": {"sb": {}}, "seeds": [0]})
+    summary = run_study(load_study_text(text, "dinh_small.yaml", registry), tmp_path, device="cpu")
+    assert summary.results is not None and not summary.failed
+    ds = xr.load_dataset(summary.results)
+    assert ds["reparam_hessian_top_eigenvalue"].dims == ("variant", "seed", "reparam_alpha")
+    assert list(ds["reparam_alpha"].values) == _dinh_sweep(study.variants["sb"]).alphas
+    check_dinh_sweep(ds, keskar_factor=100.0, adaptive_rtol=1e-4)
 
 
 # ----------------------------------------------------------------- slow: the papers' claims
@@ -386,71 +527,12 @@ def test_keskar_piggyback_warm_start_lowers_sharpness(registry, tmp_path, monkey
         assert not all(torch.equal(start[k], cold[k]) for k in start)
 
 
-DINH_ALPHAS = (1e-2, 1e-1, 1.0, 1e1, 1e2)
-
-
-def dinh_alpha_sweep(out_dir: Path, registry, alphas=DINH_ALPHAS) -> xr.Dataset:
-    """Apply T_α to each trial's saved final weights and measure the study's metrics on the copy.
-
-    Returns a Dataset over (variant, seed, alpha) with the study's end-of-training metrics, the
-    test accuracy and the largest relative change of the test logits.
-    """
-    from lbgap.engine.evaluate import loss_function
-    from lbgap.engine.train import build_parts
-    from lbgap.metric import MeasureContext
-    from lbgap.results import weights_dir
-    from lbgap_curvature.reparam import relu_alpha_scale
-
-    study = load_study(out_dir / "spec.yaml", registry)
-    cpu = torch.device("cpu")
-    rows: dict[str, np.ndarray] = {}
-    variants, seeds = list(study.variants), list(study.seeds)
-    for cell in study.cells():
-        parts = build_parts(cell.config, cell.seed, registry, cpu)
-        parts.model.load_state_dict(torch.load(weights_dir(out_dir, cell.key) / "final.pt", weights_only=True))
-        parts.model.eval()
-        with torch.no_grad():
-            base_logits = parts.model(parts.data.test_x)
-        for j, alpha in enumerate(alphas):
-            model, _ = relu_alpha_scale(parts.model, DINH_LAYERS, [alpha, 1 / alpha])
-            model.eval()
-            with torch.no_grad():
-                logits = model(parts.data.test_x)
-            values = {
-                "logit_change": float((logits - base_logits).abs().max() / base_logits.abs().max()),
-                "test_accuracy": float((logits.argmax(1) == parts.data.test_y).double().mean()),
-            }
-            ctx = MeasureContext(
-                model=model, data=parts.data, loss_fn=loss_function(parts.data.task), device=cpu,
-                eval_batch_size=cell.config.eval.batch_size, seed=cell.seed, trial_key=cell.key,
-            )
-            for metric in parts.metrics:
-                for name, value in metric.compute(ctx).items():
-                    if not isinstance(value, xr.DataArray):
-                        values[name] = float(value)
-            i, s = variants.index(cell.variant), seeds.index(cell.seed)
-            for name, value in values.items():
-                rows.setdefault(name, np.full((len(variants), len(seeds), len(alphas)), np.nan))[i, s, j] = value
-    coords = {"variant": variants, "seed": seeds, "alpha": list(alphas)}
-    return xr.Dataset({k: (("variant", "seed", "alpha"), v) for k, v in rows.items()}, coords=coords)
-
-
 @pytest.mark.slow
 def test_dinh_alpha_scale_changes_sharpness_but_not_the_function(registry, tmp_path, monkeypatch):
-    _run("dinh_reparam", registry, tmp_path, monkeypatch)
-    sweep = dinh_alpha_sweep(tmp_path, registry)
-    print(sweep.mean("seed").to_dataframe().to_string())  # the table in docs/reproductions.md (pytest -s)
-    one = sweep.sel(alpha=1.0)
-    assert float(sweep["logit_change"].max()) <= 1e-4
-    np.testing.assert_allclose(sweep["test_accuracy"], one["test_accuracy"].broadcast_like(sweep["test_accuracy"]))
-    top = sweep["hessian_top_eigenvalue"] / one["hessian_top_eigenvalue"]
-    # Theorem 3: the Hessian's blocks scale by α⁻² and α²: at α = 0.01 and 100 the top eigenvalue
-    # is hundreds of times larger
-    assert (top.sel(alpha=[1e-2, 1e2]) >= 100).all()
-    keskar = sweep["keskar_sharpness_full_eps1e-03"] / one["keskar_sharpness_full_eps1e-03"]
-    assert (keskar.sel(alpha=[1e-2, 1e2]) >= 2).all()
-    adaptive = sweep["adaptive_sharpness_worst_l2_rho0.1"] / one["adaptive_sharpness_worst_l2_rho0.1"]
-    np.testing.assert_allclose(adaptive, 1.0, rtol=0.05)
+    ds = _run("dinh_reparam", registry, tmp_path, monkeypatch)
+    table = ds[[v for v in ds.data_vars if str(v).startswith("reparam_")]].mean("seed")
+    print(table.to_dataframe().to_string())  # the table in docs/reproductions.md (pytest -s)
+    check_dinh_sweep(ds, keskar_factor=10.0, adaptive_rtol=1e-4)
 
 
 @pytest.mark.slow

@@ -1,0 +1,266 @@
+"""Dry run of a study: probe every variant before the study is queued for a long run.
+
+Each variant is probed with the first seed (:func:`lbgap.engine.probe.probe`): its parts are
+built, it trains a few steps and evaluates one batch. Grid points (or, for a search, the ends of
+every searched range and every categorical choice) are probed too, except where they differ from
+a point already probed for the same variant only in floating-point settings (learning rates,
+momenta, scales), which change neither what is built nor the time a step takes. Nothing is
+written anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from ..engine.probe import ProbeError, ProbeResult, probe
+from ..spec.load import Study, cell_key
+from ..spec.merge import split_path
+from .run import _grid_space
+
+__all__ = ["Check", "CheckResult", "DryRunReport", "plan_checks", "dry_run", "metric_names"]
+
+_FLOAT = "<float>"
+
+
+@dataclass
+class Check:
+    """One configuration to probe, standing for ``trials`` trials of the study."""
+
+    label: str
+    variant: str
+    point: tuple[tuple[str, Any], ...]
+    config: Any
+    seed: int
+    trials: int = 0
+    #: group keys (variant and grid point) of the cells this check stands for
+    groups: list[str] = field(default_factory=list)
+    #: a configuration that could not be resolved (a search's combination of values)
+    config_error: Optional[str] = None
+
+
+@dataclass
+class CheckResult:
+    check: Check
+    result: Optional[ProbeResult] = None
+    stage: Optional[str] = None  # build | train | evaluate | config, when it failed
+    error: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class DryRunReport:
+    study: Study
+    device: torch.device
+    steps: int
+    results: list[CheckResult]
+    #: trials a search trains (n_trials × seeds); None for a grid study
+    search_trials: Optional[int] = None
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.ok]
+
+    def study_seconds(self) -> Optional[tuple[float, float]]:
+        """Estimated (least, most) seconds of the whole study, trials one after another.
+
+        A grid study's estimate is one number (least = most); a search's trials take between
+        its fastest and its slowest probe's estimate. None if a probe failed.
+        """
+        if self.failed or not self.results:
+            return None
+        per_trial = [r.result.trial_seconds for r in self.results if r.result is not None]
+        if self.search_trials is not None:
+            return self.search_trials * min(per_trial), self.search_trials * max(per_trial)
+        total = sum(r.check.trials * r.result.trial_seconds for r in self.results if r.result is not None)
+        return total, total
+
+
+def _signature(cfg: Any) -> str:
+    """The configuration with every floating-point value blanked out."""
+
+    def blank(node: Any) -> Any:
+        if isinstance(node, float):
+            return _FLOAT
+        if isinstance(node, dict):
+            return {k: blank(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [blank(v) for v in node]
+        return node
+
+    return json.dumps(blank(cfg.model_dump(mode="json")), sort_keys=True, default=str)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _label(variant: str, point: tuple[tuple[str, Any], ...]) -> str:
+    return cell_key(variant, point, None)
+
+
+def _grid_checks(study: Study, overrides: dict[str, Any]) -> list[Check]:
+    seed = study.seeds[0]
+    checks: dict[tuple[str, str], Check] = {}
+    for cell in study.cells():
+        if cell.seed != seed:
+            continue
+        label = _label(cell.variant, cell.point)
+        cfg = cell.config
+        if overrides:
+            try:
+                cfg = study.resolve(
+                    cell.variant, {**{study.grid_paths[d]: v for d, v in cell.point}, **overrides}
+                )
+            except Exception as exc:
+                checks[(label, "")] = Check(
+                    label, cell.variant, cell.point, None, seed, config_error=_one_line(exc)
+                )
+                continue
+        found = checks.setdefault(
+            (cell.variant, _signature(cfg)), Check(label, cell.variant, cell.point, cfg, seed)
+        )
+        found.trials += len(study.seeds)
+        found.groups.append(cell.group)
+    return list(checks.values())
+
+
+def _search_samples(param: Any) -> list[tuple[Any, Any]]:
+    """(value, label) pairs probed for one searched parameter."""
+    if param.type == "categorical":
+        labels = param.labels or param.choices
+        return list(zip(param.choices, labels, strict=True))
+    if param.type in ("int", "pow2"):
+        return [(int(param.low), int(param.low)), (int(param.high), int(param.high))]
+    return [(param.low, param.low), (param.high, param.high)]
+
+
+def _search_checks(study: Study, overrides: dict[str, Any]) -> list[Check]:
+    """The first value of every parameter, then each other value of one parameter at a time."""
+    search = study.search
+    assert search is not None
+    variant = next(iter(study.variants))
+    samples = {path: _search_samples(p) for path, p in search.params.items()}
+    first = {path: s[0] for path, s in samples.items()}
+    combos = [first] + [{**first, path: sample} for path, values in samples.items() for sample in values[1:]]
+    seed = study.seeds[0]
+    checks: dict[str, Check] = {}
+    for combo in combos:
+        point = tuple((str(split_path(path)[-1]), label) for path, (_value, label) in combo.items())
+        label = _label(variant, point)
+        try:
+            cfg = study.resolve(variant, {**{p: v for p, (v, _l) in combo.items()}, **overrides})
+        except Exception as exc:
+            checks[label] = Check(label, variant, point, None, seed, config_error=_one_line(exc))
+            continue
+        checks.setdefault(_signature(cfg), Check(label, variant, point, cfg, seed))
+    return list(checks.values())
+
+
+def plan_checks(study: Study, overrides: Optional[dict[str, Any]] = None) -> list[Check]:
+    """The configurations a dry run probes, warm-start sources first.
+
+    ``overrides``: dotted-path settings applied to every configuration.
+    """
+    overrides = dict(overrides or {})
+    checks = _search_checks(study, overrides) if study.search is not None else _grid_checks(study, overrides)
+    return sorted(checks, key=lambda c: c.config is not None and c.config.warm_start is not None)
+
+
+def dry_run(
+    study: Study,
+    *,
+    device: torch.device,
+    steps: int = 2,
+    overrides: Optional[dict[str, Any]] = None,
+    progress: Optional[Callable[[int, int, str], None]] = None,
+) -> DryRunReport:
+    """Probe every check of :func:`plan_checks`; failures are collected, not raised.
+
+    ``progress(i, n, label)`` is called before each probe.
+    """
+    checks = plan_checks(study, overrides)
+    sources = {
+        cell_key(c.config.warm_start.variant, c.point, None)
+        for c in checks
+        if c.config is not None and c.config.warm_start is not None
+    }
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    results = []
+    for i, check in enumerate(checks):
+        if progress is not None:
+            progress(i, len(checks), check.label)
+        out = CheckResult(check)
+        results.append(out)
+        if check.config is None:
+            out.stage, out.error = "config", check.config_error
+            continue
+        ws = check.config.warm_start
+        init_state = None
+        if ws is not None:
+            init_state = states.get(cell_key(ws.variant, check.point, None))
+            when = "its initial weights" if ws.epochs == 0 else f"its weights after {ws.epochs} epochs"
+            if init_state is not None:
+                out.notes.append(
+                    f"warm start from {ws.variant}: {ws.variant}'s initial weights stand in for {when}"
+                )
+            else:
+                out.notes.append(f"warm start from {ws.variant} not checked: {ws.variant} did not probe")
+        keep = any(g in sources for g in check.groups)
+        try:
+            out.result = probe(
+                check.config,
+                check.seed,
+                registry=study.registry,
+                device=device,
+                steps=steps,
+                init_state=init_state,
+                keep_initial_state=keep,
+                key=check.label,
+            )
+        except ProbeError as exc:
+            out.stage, out.error = exc.stage, exc.message
+            continue
+        if keep and out.result.initial_state is not None:
+            for group in check.groups:
+                states[group] = out.result.initial_state
+            out.result.initial_state = None
+        if out.result.batch_size > out.result.n_train:
+            out.notes.append(
+                f"batch size {out.result.batch_size:,} exceeds the {out.result.n_train:,} training samples: "
+                "one batch of all of them per epoch"
+            )
+    states.clear()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return DryRunReport(study, device, steps, results, _search_trials(study))
+
+
+def _search_trials(study: Study) -> Optional[int]:
+    """Trials a search trains: its budget (capped at the grid's size for the grid sampler) × seeds."""
+    search = study.search
+    if search is None:
+        return None
+    budget = search.n_trials
+    if search.sampler.type == "grid":
+        budget = min(budget, math.prod(len(v) for v in _grid_space(search).values()))
+    return budget * len(study.seeds)
+
+
+def metric_names(study: Study) -> list[str]:
+    """Names of the metric plugins the study's variants measure (their time is not in the estimates)."""
+    names: list[str] = []
+    for cfg in study.variants.values():
+        for m in cfg.metrics:
+            if m.name not in names:
+                names.append(m.name)
+    return names
