@@ -469,6 +469,10 @@ def test_keskar_sb_lb_large_batch_is_sharper_and_generalizes_worse(registry, tmp
     half = ds["keskar_sharpness_full_eps5e-04"]
     assert float(half.sel(variant="lb").mean() / half.sel(variant="sb").mean()) >= 3.0
     assert ((sharp >= half) | np.isclose(sharp, half)).all(), "a larger box gives a larger maximum"
+    # Table 4: the random 100-dimensional subspace with a Gaussian A, at ε = 1e-3
+    sub = ds["keskar_sharpness_random_gaussian_eps1e-03"]
+    assert float(sub.sel(variant="lb").mean() / sub.sel(variant="sb").mean()) >= 4.0
+    assert float(sub.sel(variant="lb").min()) > float(sub.sel(variant="sb").max())
 
     # Fig. 3: the parametric plot from the SB (α = 0) to the LB (α = 1) minimizer of each seed
     measure_study(
