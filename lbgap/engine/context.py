@@ -31,7 +31,13 @@ class TrialContext:
     device:
         Training device.
     generator:
-        The trial's random generator for noise and augmentation, on ``device``.
+        The trial's random generator, on ``device``. With data parallelism it
+        is the same stream on every rank: draw from it what every rank must
+        agree on (noise added to the all-reduced gradient, say).
+    local_generator:
+        This process's own stream for per-example draws (noise added inside
+        the forward pass, say), so that ranks working on different examples
+        draw independent values. In a single process it is ``generator``.
     epoch:
         Epochs done (1-based once the first epoch ends).
     step:
@@ -54,6 +60,7 @@ class TrialContext:
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     device: torch.device
     generator: torch.Generator
+    local_generator: Optional[torch.Generator] = None
     config: Any = None
     epoch: int = 0
     step: int = 0
@@ -61,3 +68,7 @@ class TrialContext:
     status: str = "running"
     initial_state: Optional[dict[str, torch.Tensor]] = None
     state: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.local_generator is None:
+            self.local_generator = self.generator

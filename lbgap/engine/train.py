@@ -173,9 +173,15 @@ def run_trial(
         if init_state is not None:
             model.load_state_dict(init_state)
         # The trial generator (noise hooks, plugins) is the same on every
-        # data-parallel rank, so updates stay identical across ranks.
+        # data-parallel rank, so updates stay identical across ranks; per-example
+        # draws come from a generator of each rank's own.
         generator = torch.Generator(device=device)
         generator.manual_seed(seed * 1_000_003 + 17)
+        rank, world = _distributed()
+        local_generator = generator
+        if world > 1:
+            local_generator = torch.Generator(device=device)
+            local_generator.manual_seed(seed * 1_000_003 + 53 + 7919 * rank)
         loss_fn = loss_function(data.task)
         trial = TrialContext(
             key=key,
@@ -187,6 +193,7 @@ def run_trial(
             loss_fn=loss_fn,
             device=device,
             generator=generator,
+            local_generator=local_generator,
             config=cfg,
             lr=plan.lr,
         )
@@ -233,6 +240,29 @@ def _all_reduce_gradients(params: list[torch.Tensor], step_loss: torch.Tensor) -
         p.grad = flat[offset : offset + k].view_as(p)
         offset += k
     return flat[-1].detach()
+
+
+def _check_ranks_agree(params: list[torch.Tensor], key: str, epoch: int) -> None:
+    """Raise if the data-parallel ranks no longer hold the same parameters.
+
+    Every rank applies the same all-reduced gradient, so the parameters stay
+    bitwise equal unless something drew rank-dependent numbers into a shared
+    quantity. A fingerprint (sum and sum of squares, float64) is compared.
+    """
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        flat = torch.cat([p.detach().reshape(-1).double() for p in params])
+        mine = torch.stack([flat.sum(), (flat * flat).sum()])
+    high, low = mine.clone(), mine.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    if not torch.equal(high, low):
+        raise RuntimeError(
+            f"{key}: the data-parallel processes hold different parameters after epoch {epoch}; a plugin "
+            "drew rank-dependent random numbers into a shared quantity (draw what every rank must agree on "
+            "from trial.generator, per-example noise from trial.local_generator)"
+        )
 
 
 def _has_hookimpls(obj: Any) -> bool:
@@ -379,6 +409,7 @@ def _train(
             import torch.distributed as dist
 
             dist.all_reduce(correct_sum)  # the loss sum is already global
+            _check_ranks_agree(params, trial.key, epoch)
         running_loss = float(loss_sum) / max(seen, 1)
         diverged = not math.isfinite(running_loss)
         record: dict[str, float] = {}

@@ -43,3 +43,32 @@ def test_two_processes_reproduce_the_single_process_run(tmp_path):
         np.testing.assert_allclose(parallel[name].values, single[name].values, rtol=2e-4, atol=1e-6)
     np.testing.assert_array_equal(parallel["step"].values, single["step"].values)
     assert list(parallel["status"].values.ravel()) == ["completed"]
+
+
+NOISY = """\
+study: ddp_noise
+base:
+  dataset: {name: pq_synthetic, d: 20, n_train: 211, n_test: 60}
+  model: {name: two_layer_relu, width: 16}
+  optimizer: {name: sgd, lr: 0.1}
+  batch_size: 50           # 211 = 4 x 50 + 11: the last batch splits 6 / 5 over two processes
+  epochs: 3
+  noise:
+    - {name: preactivation_noise, scale: 0.5, sharing: none, decay_epoch: null}
+    - {name: gradient_noise, scale: 0.01}
+variants:
+  noisy: {}
+seeds: [0]
+"""
+
+
+def test_per_example_noise_keeps_the_processes_in_step(tmp_path):
+    # pre-activation noise is drawn per example from each process's own stream and the gradient
+    # noise from the shared one; were both drawn from one shared stream, the uneven last batch
+    # would shift it by a different amount on each process, the gradient noise would differ, and
+    # the engine's per-epoch check that every process holds the same parameters would stop the run
+    (tmp_path / "s.yaml").write_text(NOISY)
+    parallel = _run(tmp_path, "parallel", "--nproc", "2")
+    assert list(parallel["status"].values.ravel()) == ["completed"]
+    assert np.isfinite(parallel["train_loss"].values).all()
+    np.testing.assert_array_equal(parallel["step"].values.ravel(), [5, 10, 15])

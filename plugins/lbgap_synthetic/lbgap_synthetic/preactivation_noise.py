@@ -96,7 +96,7 @@ class PreactivationNoise:
             if std == 0.0:
                 return x.new_zeros(())
             shape = noise_shape(x.shape, sharing)
-            return std * torch.randn(shape, generator=trial.generator, device=x.device, dtype=x.dtype)
+            return std * torch.randn(shape, generator=trial.local_generator, device=x.device, dtype=x.dtype)
 
         return noise_fn
 
