@@ -61,6 +61,10 @@ class RichReporter:
         total = max(task.total or 0, epoch)
         self.progress.update(self.trial_task, completed=epoch, total=total, info=info)
 
+    def skipped(self, count: int) -> None:
+        if self.study_task is not None and count > 0:
+            self.progress.advance(self.study_task, count)
+
     def trial_end(self, key: str, status: str, summary: str) -> None:
         if self.study_task is not None:
             self.progress.advance(self.study_task)

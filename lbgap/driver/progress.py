@@ -13,6 +13,8 @@ class Reporter(Protocol):
     def step(self, key: str, step: int) -> None: ...
     def epoch_end(self, key: str, epoch: int, record: dict[str, Any]) -> None: ...
     def trial_end(self, key: str, status: str, summary: str) -> None: ...
+    def skipped(self, count: int) -> None:
+        """``count`` planned trainings will not run (the other seeds of a pruned or failed search trial)."""
 
 
 class NullReporter:
@@ -29,4 +31,7 @@ class NullReporter:
         pass
 
     def trial_end(self, key: str, status: str, summary: str) -> None:
+        pass
+
+    def skipped(self, count: int) -> None:
         pass

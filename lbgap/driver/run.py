@@ -430,6 +430,7 @@ def _run_search(study: Study, runner: _Runner, storage_url: Optional[str], max_t
             ostudy.tell(trial, state=TrialState.FAIL)
             failed.append(f"trial={number}")
             n_finished += 1  # counts against the budget, or the sampler could loop forever
+            runner.reporter.skipped(len(study.seeds))
             continue
         histories = []
         state = TrialState.COMPLETE
@@ -455,6 +456,7 @@ def _run_search(study: Study, runner: _Runner, storage_url: Optional[str], max_t
                 histories.append(outcome.history)
                 if outcome.status == "pruned":
                     state = TrialState.PRUNED
+                    runner.reporter.skipped(len(study.seeds) - len(histories))
                     break
                 if outcome.status == "diverged":
                     diverged.append(key)
@@ -467,6 +469,7 @@ def _run_search(study: Study, runner: _Runner, storage_url: Optional[str], max_t
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             ostudy.tell(trial, state=TrialState.FAIL)
             failed.append(f"trial={number}")
+            runner.reporter.skipped(len(study.seeds) - len(histories))
             continue
         value = _objective_value(search, histories)
         trial.set_user_attr("objective", value)

@@ -145,10 +145,27 @@ def test_pruning_uses_per_epoch_reports(toy_registry, tmp_path):
     text = SEARCH.replace("pruner: {type: none}", "pruner: {type: median, n_startup_trials: 1, n_warmup_steps: 0}").replace(
         "n_trials: 4", "n_trials: 8"
     ).replace("low: 0.001, high: 1.0", "low: 1.0e-6, high: 1.0")
-    summary = run_study(_study(toy_registry, text), tmp_path, device="cpu")
+    from lbgap.driver.progress import NullReporter
+
+    class Counting(NullReporter):
+        total = counted = 0
+
+        def study_start(self, total: int, done: int) -> None:
+            self.total, self.counted = total, done
+
+        def trial_end(self, key: str, status: str, summary: str) -> None:
+            self.counted += 1
+
+        def skipped(self, count: int) -> None:
+            self.counted += count
+
+    reporter = Counting()
+    summary = run_study(_study(toy_registry, text), tmp_path, device="cpu", reporter=reporter)
     ds = xr.open_dataset(summary.results)
     states = set(ds["trial_state"].values.tolist())
-    assert "complete" in states
+    assert "complete" in states and "pruned" in states
+    # the progress total counts every seed of every trial, also those a pruned trial skips
+    assert reporter.counted == reporter.total == 8 * len(_study(toy_registry, text).seeds)
     trials = _trials(tmp_path)
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     for t in pruned:
