@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,21 @@ def test_study_file_validates_and_names_its_source(path):
     study = load_study(path, load_registry())
     assert study.header.reproduces.strip(), "every study names the paper, table or figure it reproduces"
     assert study.cells() or study.search is not None
+
+
+def _names_in(text: str) -> set[str]:
+    """Study file names a document mentions, with ``name_{a,b}.yaml`` groups expanded."""
+    names = set(re.findall(r"\b([a-z0-9_]+)\.yaml\b", text))
+    for head, alternatives, tail in re.findall(r"\b([a-z0-9_]+)\{([a-z0-9_,]+)\}([a-z0-9_]*)\.yaml\b", text):
+        names.update(head + alt + tail for alt in alternatives.split(","))
+    return names
+
+
+def test_every_study_has_its_entry_in_the_reproductions_document():
+    mentioned = _names_in((ROOT / "docs" / "reproductions.md").read_text())
+    assert _names_in("x_{a,b}.yaml and y.yaml") == {"x_a", "x_b", "y"}
+    missing = [p.stem for p in STUDIES if p.stem not in mentioned]
+    assert not missing, f"docs/reproductions.md says nothing of {missing}"
 
 
 def test_hoffer_regime_arms_are_the_papers_columns():
