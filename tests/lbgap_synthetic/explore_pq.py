@@ -17,7 +17,7 @@ Example (the defaults are the last setting explored; about 2 minutes for 3 seeds
 
     OMP_NUM_THREADS=1 .venv/bin/python tests/lbgap_synthetic/explore_pq.py --seeds 0 1 2
 
-Findings (details and numbers in docs/reproductions-li.md, "What was tried"):
+Findings (details and numbers in docs/reproductions.md, Li, Wei & Ma, "What was tried"):
 
 * With the package defaults (d = 500, n = 800, 20/20/60, |z| = 1, |zeta| = 0.3, alpha ~ U[0, 1]) the small
   learning rate learns the P direction while it fits Q, so it is not starved of P.

@@ -187,7 +187,7 @@ def _p_only(ds: xr.Dataset) -> xr.DataArray:
 
 @pytest.mark.slow
 def test_li_synthetic_learning_order(tmp_path):
-    """What holds at CPU scale (docs/reproductions-li.md): S+noise beats S on P-only test examples,
+    """What holds at CPU scale (docs/reproductions.md, Li, Wei & Ma): S+noise beats S on P-only test examples,
     S memorizes Q, and L-S does not beat S (the large rate fits Q in its first epochs)."""
     from lbgap.driver.run import run_study
 
