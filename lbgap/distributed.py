@@ -1,7 +1,9 @@
 """Data-parallel trials under ``torchrun``.
 
 ``python -m torch.distributed.run --standalone --nproc_per_node N -m lbgap.distributed DIR KEY``
-trains the cell ``KEY`` of the study in ``DIR`` on N processes. Every rank
+trains the cell ``KEY`` of the study in ``DIR`` on N processes (with
+``--search-params JSON``, the seed ``KEY`` of a search trial with those
+Optuna parameters). Every rank
 holds the data and draws the same global batch order; each computes the
 gradient of its share of every global batch, the gradients are summed over
 ranks (weighted by the shares, so the update equals the single-process one
@@ -14,9 +16,11 @@ is given; Optuna stays in the driver, so ranks never touch the storage.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
@@ -24,17 +28,23 @@ import torch.distributed as dist
 __all__ = ["launch_command", "main"]
 
 
-def launch_command(out_dir: Path, key: str, nproc: int, device: str) -> list[str]:
-    """The ``torchrun`` command that trains one cell on ``nproc`` processes."""
-    return [
+def launch_command(
+    out_dir: Path, key: str, nproc: int, device: str, *, search_params: Optional[dict[str, Any]] = None
+) -> list[str]:
+    """The ``torchrun`` command that trains one cell on ``nproc`` processes (one seed of a search
+    trial when ``search_params``, the trial's Optuna parameters, are given)."""
+    cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "lbgap.distributed", str(out_dir), key, "--device", device,
     ]
+    if search_params is not None:
+        cmd += ["--search-params", json.dumps(search_params)]
+    return cmd
 
 
 def main(argv: list[str]) -> int:
     from .driver.progress import NullReporter
-    from .driver.run import _Runner, _source_key, _warm_start_state, resolve_device
+    from .driver.run import _Runner, _source_key, _warm_start_state, resolve_device, search_trial_config
     from .registry import get_registry
     from .spec import load_study
 
@@ -42,6 +52,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("key")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--search-params", default=None, help="a search trial's Optuna parameters (JSON)")
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     backend = "nccl" if device.type == "cuda" else "gloo"
@@ -52,6 +63,13 @@ def main(argv: list[str]) -> int:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
         study = load_study(args.out_dir / "spec.yaml", get_registry())
+        if args.search_params is not None:
+            cfg, seed, coords = search_trial_config(study, args.key, json.loads(args.search_params))
+            runner = _Runner(study, args.out_dir, device, NullReporter())
+            runner.write = rank == 0
+            runner.train(cfg, seed, args.key, coords)
+            dist.barrier()
+            return 0
         cells = {c.key: c for c in study.cells()}
         cell = cells[args.key]
         needs = {c.config.warm_start.epochs for c in cells.values() if _source_key(c) == cell.key}

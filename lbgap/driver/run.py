@@ -268,14 +268,15 @@ class _FileOutcome:
     history: dict[str, list[float]]
 
 
-def _train_data_parallel(runner: _Runner, key: str) -> _FileOutcome:
-    """Train one cell on ``runner.nproc`` processes with torchrun; read back its file."""
+def _train_data_parallel(runner: _Runner, key: str, search_params: Optional[dict[str, Any]] = None) -> _FileOutcome:
+    """Train one cell (or, with ``search_params``, one seed of a search trial) on ``runner.nproc``
+    processes with torchrun; read back its file."""
     import subprocess
 
     from ..distributed import launch_command
 
     runner.reporter.trial_start(key, 0, 0)
-    cmd = launch_command(runner.out_dir, key, runner.nproc, str(runner.device))
+    cmd = launch_command(runner.out_dir, key, runner.nproc, str(runner.device), search_params=search_params)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun failed for {key} (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -352,6 +353,28 @@ def _grid_space(search) -> dict[str, list[Any]]:
     return space
 
 
+def _search_overrides(search, trial: Any, grid: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config overrides, result coordinates) of a search trial's parameters."""
+    overrides, coords = {}, {}
+    for path, p in search.params.items():
+        value, label = _suggest(trial, path, p, grid)
+        overrides[path] = value
+        coords[_search_dim(path)] = label
+    return overrides, coords
+
+
+def search_trial_config(study: Study, key: str, params: dict[str, Any]) -> tuple[Any, int, dict[str, Any]]:
+    """(configuration, seed, coordinates) of the search trial ``key`` (``trial=N,seed=S``) whose
+    Optuna parameters are ``params``: how a data-parallel worker rebuilds the driver's trial."""
+    search = study.search
+    assert search is not None
+    fields = dict(part.split("=", 1) for part in key.split(","))
+    number, seed = int(fields["trial"]), int(fields["seed"])
+    overrides, _ = _search_overrides(search, optuna.trial.FixedTrial(params), search.sampler.type == "grid")
+    cfg = study.resolve(next(iter(study.variants)), overrides)
+    return cfg, seed, {"trial": number, "seed": seed}
+
+
 def _suggest(trial: optuna.Trial, path: str, p, grid: bool) -> tuple[Any, Any]:
     """Return (config value, coordinate value)."""
     if p.type == "float":
@@ -417,11 +440,7 @@ def _run_search(study: Study, runner: _Runner, storage_url: Optional[str], max_t
         ostudy.sampler = _sampler(search.sampler.type, search.sampler.seed + n_finished, grid_space)
         trial = ostudy.ask()
         number = trial.user_attrs.get("retry_of", trial.number)
-        overrides, coords = {}, {}
-        for path, p in search.params.items():
-            value, label = _suggest(trial, path, p, grid)
-            overrides[path] = value
-            coords[_search_dim(path)] = label
+        overrides, coords = _search_overrides(search, trial, grid)
         trial.set_user_attr("coords", coords)
         try:
             cfg = study.resolve(variant, overrides)
@@ -451,7 +470,10 @@ def _run_search(study: Study, runner: _Runner, storage_url: Optional[str], max_t
                         if trial.should_prune():
                             raise StopTrial("pruned", f"pruned by Optuna at epoch {epoch}")
 
-                outcome = runner.train(cfg, seed, key, {"trial": number, "seed": seed}, on_epoch=report)
+                if runner.nproc > 1:  # no per-epoch reports: run_study allows this without a pruner
+                    outcome = _train_data_parallel(runner, key, search_params=dict(trial.params))
+                else:
+                    outcome = runner.train(cfg, seed, key, {"trial": number, "seed": seed}, on_epoch=report)
                 trained += 1
                 histories.append(outcome.history)
                 if outcome.status == "pruned":
@@ -531,10 +553,13 @@ def run_study(
     ``max_trials`` stops after that many trials are trained in this call (the
     rest remain queued for a later run). ``nproc > 1`` trains every trial
     data-parallel on that many processes launched with ``torchrun`` (grid
-    studies).
+    studies, and searches without a pruner).
     """
-    if nproc > 1 and study.search is not None:
-        raise ValueError("--nproc applies to grid studies; a search reports every epoch to Optuna in-process")
+    if nproc > 1 and study.search is not None and study.search.pruner.type != "none":
+        raise ValueError(
+            "--nproc trains each trial in separate processes, so a search cannot report every epoch to its "
+            f"{study.search.pruner.type!r} pruner: set search.pruner.type: none, or drop --nproc"
+        )
     out_dir = Path(out_dir)
     _prepare_folder(study, out_dir, storage)
     lock = claim_folder(out_dir) if is_embedded(storage) else None

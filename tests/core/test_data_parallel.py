@@ -23,13 +23,15 @@ seeds: [0]
 """
 
 
-def _run(tmp_path, out, *extra):
+def _run(tmp_path, out, *extra, log: list[str] | None = None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
         [sys.executable, "-m", "lbgap", "study", "run", "s.yaml", "--out", out, "--no-report", "--device", "cpu", *extra],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     assert res.returncode == 0, res.stderr
+    if log is not None:
+        log.append(res.stdout + res.stderr)
     return xr.open_dataset(tmp_path / out / "results.nc")
 
 
@@ -72,3 +74,47 @@ def test_per_example_noise_keeps_the_processes_in_step(tmp_path):
     assert list(parallel["status"].values.ravel()) == ["completed"]
     assert np.isfinite(parallel["train_loss"].values).all()
     np.testing.assert_array_equal(parallel["step"].values.ravel(), [5, 10, 15])
+
+
+SEARCH = """\
+study: ddp_search
+base:
+  dataset: {name: digits}
+  model: {name: mlp, hidden: [32], norm: none}
+  optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
+  batch_size: 100
+  epochs: 2
+seeds: [0]
+search:
+  params:
+    optimizer.lr: {type: float, low: 0.01, high: 0.3, log: true}
+    batch_size: {type: pow2, low: 64, high: 256}
+  objective: test_accuracy
+  sampler: {type: random, seed: 3}
+  pruner: {type: none}
+  n_trials: 2
+"""
+
+
+def test_a_search_without_pruner_trains_its_trials_data_parallel(tmp_path):
+    (tmp_path / "s.yaml").write_text(SEARCH)
+    single = _run(tmp_path, "single")
+    log: list[str] = []
+    parallel = _run(tmp_path, "parallel", "--nproc", "2", log=log)
+    assert log[0].count("(2 processes)") == 2, "each trial ran under torchrun"
+    # the same sampled parameters, and the same numbers up to the order of floating-point additions
+    for name in ("lr", "batch_size"):
+        np.testing.assert_array_equal(parallel[name].values, single[name].values)
+    np.testing.assert_allclose(parallel["objective"].values, single["objective"].values, rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(parallel["test_loss"].values, single["test_loss"].values, rtol=2e-4, atol=1e-6)
+    np.testing.assert_array_equal(parallel["step"].values, single["step"].values)
+
+
+def test_a_search_with_a_pruner_refuses_nproc(tmp_path):
+    (tmp_path / "s.yaml").write_text(SEARCH.replace("pruner: {type: none}", "pruner: {type: median}"))
+    res = subprocess.run(
+        [sys.executable, "-m", "lbgap", "study", "run", "s.yaml", "--out", "o", "--nproc", "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert res.returncode == 2 and "pruner" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "o").exists(), "nothing is written"
