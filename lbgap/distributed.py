@@ -63,24 +63,21 @@ def main(argv: list[str]) -> int:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
         study = load_study(args.out_dir / "spec.yaml", get_registry())
-        if args.search_params is not None:
-            cfg, seed, coords = search_trial_config(study, args.key, json.loads(args.search_params))
-            runner = _Runner(study, args.out_dir, device, NullReporter())
-            runner.write = rank == 0
-            runner.train(cfg, seed, args.key, coords)
-            dist.barrier()
-            return 0
-        cells = {c.key: c for c in study.cells()}
-        cell = cells[args.key]
-        needs = {c.config.warm_start.epochs for c in cells.values() if _source_key(c) == cell.key}
         runner = _Runner(study, args.out_dir, device, NullReporter())
         runner.write = rank == 0
-        runner.train(
-            cell.config, cell.seed, cell.key,
-            {"variant": cell.variant, **dict(cell.point), "seed": cell.seed},
-            init_state=_warm_start_state(runner, cell),
-            checkpoints=needs or None,
-        )
+        if args.search_params is not None:
+            cfg, seed, coords = search_trial_config(study, args.key, json.loads(args.search_params))
+            runner.train(cfg, seed, args.key, coords)
+        else:
+            cells = {c.key: c for c in study.cells()}
+            cell = cells[args.key]
+            needs = {c.config.warm_start.epochs for c in cells.values() if _source_key(c) == cell.key}
+            runner.train(
+                cell.config, cell.seed, cell.key,
+                {"variant": cell.variant, **dict(cell.point), "seed": cell.seed},
+                init_state=_warm_start_state(runner, cell),
+                checkpoints=needs or None,
+            )
         dist.barrier()
     finally:
         dist.destroy_process_group()

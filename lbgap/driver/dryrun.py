@@ -11,7 +11,6 @@ written anywhere.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -21,7 +20,7 @@ import torch
 from ..engine.probe import ProbeError, ProbeResult, probe
 from ..spec.load import Study, cell_key
 from ..spec.merge import split_path
-from .run import _grid_space
+from .run import search_budget
 
 __all__ = ["Check", "CheckResult", "DryRunReport", "plan_checks", "dry_run", "metric_names"]
 
@@ -247,13 +246,9 @@ def dry_run(
 
 def _search_trials(study: Study) -> Optional[int]:
     """Trials a search trains: its budget (capped at the grid's size for the grid sampler) × seeds."""
-    search = study.search
-    if search is None:
+    if study.search is None:
         return None
-    budget = search.n_trials
-    if search.sampler.type == "grid":
-        budget = min(budget, math.prod(len(v) for v in _grid_space(search).values()))
-    return budget * len(study.seeds)
+    return search_budget(study.search) * len(study.seeds)
 
 
 def metric_names(study: Study) -> list[str]:

@@ -353,6 +353,13 @@ def _grid_space(search) -> dict[str, list[Any]]:
     return space
 
 
+def search_budget(search) -> int:
+    """Trials a search trains: ``n_trials``, capped at the grid's size for the grid sampler."""
+    if search.sampler.type != "grid":
+        return search.n_trials
+    return min(search.n_trials, math.prod(len(v) for v in _grid_space(search).values()))
+
+
 def _search_overrides(search, trial: Any, grid: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config overrides, result coordinates) of a search trial's parameters."""
     overrides, coords = {}, {}
@@ -424,7 +431,7 @@ def _run_search(study: Study, runner: _Runner, storage_url: Optional[str], max_t
     )
     grid = search.sampler.type == "grid"
     grid_space = _grid_space(search) if grid else None
-    budget = search.n_trials if not grid else min(search.n_trials, math.prod(len(v) for v in grid_space.values()))
+    budget = search_budget(search)
     ostudy = _optuna_study(study, runner.out_dir, storage_url, direction, pruner=pruner)
     # interrupted trials are retried with the same parameters, so a resumed
     # search follows the same path as an uninterrupted one
