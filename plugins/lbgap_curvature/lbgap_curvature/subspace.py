@@ -126,12 +126,9 @@ def random_subspace(
         raise ValueError(f"subspace dimension must be in [1, {n}], got {p}")
     if matrix in ("orthonormal", "gaussian"):
         g = torch.randn(n, p, generator=generator, dtype=dtype).to(device)
-        q, r = _qr(g)
-        del g
-        if matrix == "orthonormal":
-            return Subspace(q)
-        r64 = r.double()
-        return Subspace(q, r64, _tri_inv(r64))
+        if matrix == "gaussian":
+            return Subspace.from_matrix(g)
+        return Subspace(_qr(g)[0])
     if matrix == "smoothout":
         # the transpose of A⁺: n × p, U[−1, 1] entries, unit-norm columns (= rows of A⁺)
         bt = torch.rand(n, p, generator=generator, dtype=dtype).mul_(2).sub_(1).to(device)
