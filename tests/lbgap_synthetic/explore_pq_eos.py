@@ -31,9 +31,11 @@ import math
 import time
 
 import torch
+from explore_pq_noisy_gd import data as pq_draw  # the sibling script (run from its folder's path)
+from explore_pq_noisy_gd import forward
 from torch.nn import functional as F
 
-from lbgap_synthetic.pq_data import BOTH, P_ONLY, Q_ONLY, draw_structure, sample_pq
+from lbgap_synthetic.pq_data import BOTH, P_ONLY, Q_ONLY
 
 
 def parse() -> argparse.Namespace:
@@ -71,22 +73,10 @@ def parse() -> argparse.Namespace:
 
 
 def make_data(args: argparse.Namespace, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    st = draw_structure(args.d, gamma0=args.gamma0 / math.sqrt(args.d), q_norm=args.q_norm,
-                        zeta_norm=args.zeta, zeta_orthogonal=True, generator=g)
-    tr = sample_pq(args.n, st, g, p0=args.p0, q0=args.q0, alpha_low=args.alpha_low)
-    per = 1000
-    comp = torch.tensor([P_ONLY] * per + [Q_ONLY] * per + [BOTH] * per)
-    te = sample_pq(3 * per, st, g, p0=args.p0, q0=args.q0, alpha_low=args.alpha_low, components=comp)
+    """The P/Q draw of explore_pq_noisy_gd.py, with the P-part scaled by ``--p-scale``."""
+    tr, te = pq_draw(args, seed)
     scale = torch.cat([torch.full((args.d,), args.p_scale), torch.ones(args.d)])
     return (tr.x * scale, tr.y_pm.float(), tr.component), (te.x * scale, te.y_pm.float(), te.component)
-
-
-def forward(U, u, x, noise=0.0, g=None):
-    h = x @ U.T
-    if noise > 0:
-        h = h + noise * torch.randn(h.shape, generator=g)
-    return torch.relu(h) @ u
 
 
 def accuracy(U, u, data) -> dict[str, float]:
