@@ -196,11 +196,13 @@ def _run_grid(study: Study, runner: _Runner, storage_url: Optional[str], max_tri
             needs.setdefault(src, set()).add(cell.config.warm_start.epochs)
     ostudy = _optuna_study(study, runner.out_dir, storage_url, "maximize")
     with folder_lock(runner.out_dir):
-        done = {k for k in by_key if runner.trial_path(k).exists()}
+        # queued before done: another worker writes a trial's file before it tells Optuna the trial
+        # is complete, so a trial that leaves RUNNING between the two reads is seen by the second
         queued = {
             t.user_attrs.get("cell")
             for t in ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
         }
+        done = {k for k in by_key if runner.trial_path(k).exists()}
         order = sorted(cells, key=lambda c: (_source_key(c) is not None,))  # sources first, stable
         for cell in order:
             if cell.key not in done and cell.key not in queued:
@@ -209,12 +211,15 @@ def _run_grid(study: Study, runner: _Runner, storage_url: Optional[str], max_tri
     choices = _grid_choices(study, cells)
     trained, failed, diverged = 0, [], []
     while max_trials is None or trained < max_trials:
-        if not ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            break
-        trial = ostudy.ask()
+        # check and take a queued cell in one turn: between the two another worker could take the
+        # last one, and ask() would then create a new trial instead of popping a queued one
+        with folder_lock(runner.out_dir):
+            if not ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                break
+            trial = ostudy.ask()
         key = trial.user_attrs.get("cell")
         if key not in by_key:
-            ostudy.tell(trial, state=TrialState.FAIL)  # a worker raced us to the last cell
+            ostudy.tell(trial, state=TrialState.FAIL)  # a worker raced us to the last cell anyway
             continue
         cell = by_key[key]
         for name, values in choices.items():
