@@ -27,7 +27,7 @@ from .registry import Registry, get_registry
 from .results import weights_dir, write_atomic
 from .results.attrs import variable_attrs
 from .spec import load_study
-from .spec.load import _clean_loc, cell_key
+from .spec.load import cell_key, clean_loc
 from .spec.model import plugin_config_model
 
 __all__ = ["measure_study", "MeasureError", "parse_metric_configs"]
@@ -55,7 +55,7 @@ def parse_metric_configs(items: list[Any], registry: Registry) -> list[Any]:
             )
         except ValidationError as exc:
             lines = [
-                f"metric {name}: {'.'.join(map(str, _clean_loc(e['loc'], item)))}: {e['msg']}"
+                f"metric {name}: {'.'.join(map(str, clean_loc(e['loc'], item)))}: {e['msg']}"
                 for e in exc.errors(include_url=False)
             ]
             raise MeasureError("\n".join(lines)) from None

@@ -180,7 +180,7 @@ class _Validator:
         ``prefix`` (a variant's error whose key comes from ``base``).
         """
         for err in exc.errors(include_url=False):
-            loc = _clean_loc(err["loc"], data)
+            loc = clean_loc(err["loc"], data)
             msg = _message(err, loc, data, self)
             path = prefix + loc
             if err["type"] == "missing":
@@ -336,10 +336,10 @@ class _Validator:
                         self.model.model_validate(cfg)
                     except ValidationError as exc:
                         for err in exc.errors(include_url=False):
-                            loc = ".".join(str(p) for p in _clean_loc(err["loc"], cfg))
+                            loc = ".".join(str(p) for p in clean_loc(err["loc"], cfg))
                             self.add(
                                 ypath + (i,),
-                                f"{_message(err, _clean_loc(err['loc'], cfg), cfg, self)} (at {loc})",
+                                f"{_message(err, clean_loc(err['loc'], cfg), cfg, self)} (at {loc})",
                             )
                         break
                 else:
@@ -376,7 +376,7 @@ class _Validator:
                         return
                     except ValidationError as exc:
                         err = exc.errors(include_url=False)[0]
-                        loc = _clean_loc(err["loc"], set_path(merged, path, value))
+                        loc = clean_loc(err["loc"], set_path(merged, path, value))
                         self.add(
                             ypath,
                             f"value {value!r} is not valid here: {_message(err, loc, merged, self)} (at {'.'.join(map(str, loc))})",
@@ -411,7 +411,7 @@ class _Validator:
 # ----------------------------------------------------------------- helpers
 
 
-def _clean_loc(loc: tuple, data: Any) -> tuple:
+def clean_loc(loc: tuple, data: Any) -> tuple:
     """Drop pydantic's discriminator-tag and type segments from ``loc``."""
     out: list[Any] = []
     node = data
