@@ -1,5 +1,6 @@
 """In-process plugins for core tests: a small Gaussian-blob data set and a
-small MLP, independent of the first-party plugin packages."""
+small MLP and a stop-after-N-epochs rule, independent of the first-party plugin
+packages."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from lbgap import hookimpl
 from lbgap.data import InMemoryData
-from lbgap.plugin import DatasetPlugin, ModelPlugin, PluginConfig
+from lbgap.plugin import DatasetPlugin, ModelPlugin, PluginConfig, StoppingPlugin
 
 
 class BlobsConfig(PluginConfig):
@@ -61,3 +62,22 @@ def lbgap_register_datasets():
 @hookimpl
 def lbgap_register_models():
     return [ModelPlugin(name="tiny_mlp", config=TinyMLPConfig, build=build_tiny)]
+
+
+class StopAfterConfig(PluginConfig):
+    """Stop once this many epochs are done."""
+
+    epochs: int = 1
+
+
+class StopAfter:
+    def __init__(self, cfg: StopAfterConfig) -> None:
+        self.epochs = cfg.epochs
+
+    def should_stop(self, progress, history) -> str | None:
+        return f"stop_after: {self.epochs} epochs" if progress.epoch >= self.epochs else None
+
+
+@hookimpl
+def lbgap_register_stopping():
+    return [StoppingPlugin(name="stop_after", config=StopAfterConfig, build=StopAfter)]

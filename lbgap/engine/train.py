@@ -318,6 +318,38 @@ def _train(
     first_param = params[0] if params else None
     first_init = init_params[0] if params else None
 
+    def eval_epoch(epoch: int, running_loss: float, running_accuracy: float) -> tuple[dict, dict]:
+        """Train and test metrics of the model as it is after ``epoch``."""
+        # evaluation draws (a data set that redraws test patterns, say) come
+        # from their own generator, so evaluating never shifts training's stream
+        eval_gen = torch.Generator(device=device)
+        eval_gen.manual_seed(trial.seed * 1_000_003 + 7919 * epoch + 1)
+
+        def pass_over(x: torch.Tensor, y: torch.Tensor, groups: dict) -> dict[str, float]:
+            return evaluate(
+                model, x, y, task=task, transform=data.eval_transform, generator=eval_gen,
+                batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode, groups=groups,
+            )
+
+        test = pass_over(data.test_x, data.test_y, data.test_groups)
+        if eval_cfg.train_metrics == "eval_pass":
+            train = pass_over(train_x, train_y, data.train_groups)
+        else:
+            accuracy = running_accuracy if task == "classification" else math.nan
+            train = {"loss": running_loss, "accuracy": accuracy}
+            if data.train_groups:  # per-group values need a pass; the totals stay running means
+                extra = pass_over(train_x, train_y, data.train_groups)
+                train.update({k: v for k, v in extra.items() if k not in ("loss", "accuracy")})
+        return train, test
+
+    def evaluate_last(epoch: int, running_loss: float, running_accuracy: float) -> None:
+        """Fill in the train and test metrics of the last recorded epoch (a trial stopped early
+        on an epoch that ``eval.every`` skipped): the results' last values are the final model's."""
+        train, test = eval_epoch(epoch, running_loss, running_accuracy)
+        for prefix, values in (("train", train), ("test", test)):
+            for k, v in values.items():
+                history.setdefault(f"{prefix}_{k}", [math.nan] * epoch)[-1] = v
+
     def measure_ctx(epoch: Optional[int]) -> MeasureContext:
         return MeasureContext(
             model=model,
@@ -411,30 +443,12 @@ def _train(
             dist.all_reduce(correct_sum)  # the loss sum is already global
             _check_ranks_agree(params, trial.key, epoch)
         running_loss = float(loss_sum) / max(seen, 1)
+        running_accuracy = float(correct_sum) / max(seen, 1)
         diverged = not math.isfinite(running_loss)
         record: dict[str, float] = {}
         evaluate_now = diverged or epoch % eval_cfg.every == 0 or epoch == plan.epochs
         if evaluate_now and not diverged:
-            # evaluation draws (a data set that redraws test patterns, say) come
-            # from their own generator, so evaluating never shifts training's stream
-            eval_gen = torch.Generator(device=device)
-            eval_gen.manual_seed(trial.seed * 1_000_003 + 7919 * epoch + 1)
-
-            def pass_over(x: torch.Tensor, y: torch.Tensor, groups: dict, gen: torch.Generator = eval_gen) -> dict[str, float]:
-                return evaluate(
-                    model, x, y, task=task, transform=data.eval_transform, generator=gen,
-                    batch_size=eval_cfg.batch_size, bn_mode=eval_cfg.bn_mode, groups=groups,
-                )
-
-            test = pass_over(data.test_x, data.test_y, data.test_groups)
-            if eval_cfg.train_metrics == "eval_pass":
-                train = pass_over(train_x, train_y, data.train_groups)
-            else:
-                accuracy = float(correct_sum) / max(seen, 1) if task == "classification" else math.nan
-                train = {"loss": running_loss, "accuracy": accuracy}
-                if data.train_groups:  # per-group values need a pass; the totals stay running means
-                    extra = pass_over(train_x, train_y, data.train_groups)
-                    train.update({k: v for k, v in extra.items() if k not in ("loss", "accuracy")})
+            train, test = eval_epoch(epoch, running_loss, running_accuracy)
         else:
             nan_train = {"loss": running_loss if diverged else math.nan, "accuracy": math.nan}
             nan_test = {"loss": math.nan, "accuracy": math.nan}
@@ -481,6 +495,8 @@ def _train(
                 on_epoch(epoch, record, trial)
         except StopTrial as stop:
             status, reason = stop.status, stop.reason
+            if not evaluate_now:
+                evaluate_last(epoch, running_loss, running_accuracy)
             break
         stop_reason = None
         final_progress = Progress(
@@ -493,6 +509,8 @@ def _train(
                 break
         if stop_reason:
             status, reason = "stopped", stop_reason
+            if not evaluate_now:
+                evaluate_last(epoch, running_loss, running_accuracy)
             break
 
     if status != "diverged" and not cut:

@@ -42,7 +42,8 @@ class EvalConfig(BaseModel):
     """BatchNorm at evaluation: running statistics, or the statistics of each
     evaluation batch (Keras BatchNormalization mode=2, as Keskar's code)."""
     every: PositiveInt = 1
-    """Evaluate every this many epochs (the last epoch is always evaluated)."""
+    """Evaluate every this many epochs (the last epoch, and the epoch a stopping rule or pruner ends a trial
+    on, are always evaluated)."""
     train_metrics: Literal["eval_pass", "running"] = "eval_pass"
     """``eval_pass``: train loss/accuracy from a separate pass over the training
     set in evaluation mode after each epoch; ``running``: the mean over the

@@ -178,3 +178,19 @@ def test_given_parts_are_trained_in_place(toy_registry):
     for k, v in parts.model.state_dict().items():
         assert torch.equal(out.initial_state[k], before[k])
         assert torch.equal(out.final_state[k], v) and torch.equal(v, reference.final_state[k])
+
+
+def test_a_trial_stopped_between_evaluations_reports_its_final_model(toy_registry):
+    """A stopping rule that ends a trial on an epoch ``eval.every`` skips still gets that epoch
+    evaluated, so the last recorded values describe the final model."""
+    text = SPEC.replace("epochs: 3", "epochs: 10") + "  stopping:\n    - {name: stop_after, epochs: 3}\n"
+    sparse = run_trial(_cfg(toy_registry, text, eval={"every": 4}), 0, registry=toy_registry,
+                       device=torch.device("cpu"))
+    dense = run_trial(_cfg(toy_registry, SPEC), 0, registry=toy_registry, device=torch.device("cpu"))
+    assert sparse.status == "stopped" and "stop_after" in sparse.reason
+    assert len(sparse.history["test_accuracy"]) == 3
+    assert math.isnan(sparse.history["test_loss"][1])  # epoch 2: skipped by every: 4
+    for key in ("test_loss", "test_accuracy", "train_loss", "train_accuracy"):
+        assert sparse.history[key][-1] == dense.history[key][-1], key
+    for k in dense.final_state:
+        assert torch.equal(sparse.final_state[k], dense.final_state[k])
