@@ -34,7 +34,8 @@ Findings (details and numbers in docs/reproductions.md, Li, Wei & Ma, "What was 
   anneal, Q at chance), but it kills the Q units, so Q is never learned after the anneal. Isotropic
   gradient noise destroys P (a d-dimensional direction) long before Q (two dimensions).
 
-``studies/li_synthetic.yaml`` is the resulting setting, run through the engine.
+None of these settings is the one shipped: ``studies/li_synthetic.yaml`` came out of
+``explore_pq_noisy_gd.py`` (full-batch gradient descent with a much larger |z|; item 14 of the docs).
 """
 
 from __future__ import annotations

@@ -1,16 +1,24 @@
-"""Calibration of the P/Q experiment with the theory's own algorithm (not a test).
+"""Calibration of the P/Q experiment with full-batch gradient descent (not a test).
 
 Full-batch gradient descent with weight decay ``lam`` and isotropic Gaussian gradient noise ``tau``
 in every arm, U <- (1 - lr lam) U - lr (grad + xi), on ``f(x) = u . relu(U x)`` with a fixed second
 layer u = +-uscale/sqrt(m) (Li, Wei & Ma 2019, §3, as the 2020 report states it). Arms: ``LS``
 (``lr1`` until the training loss is below ``eps1 + q log 2`` or, with ``--anneal T``, until step T;
-then ``lr2``), ``S`` (``lr2``), ``SN`` (``lr2`` with pre-activation noise ``pnoise``). Prints the test
-accuracy per component (p: P-only, q: Q-only, b: both). Findings in docs/reproductions.md (Li, "What
-was tried", items 7-8). Example (about 10 s)::
+then ``lr2``), ``S`` (``lr2``), ``SN`` (``lr2`` with pre-activation noise ``pnoise``, decayed at the
+same loss threshold). Prints the test accuracy per component (p: P-only, q: Q-only, b: both).
+Findings in docs/reproductions.md (Li, "What was tried", items 7-14).
 
-    OMP_NUM_THREADS=1 .venv/bin/python tests/lbgap_synthetic/explore_pq_noisy_gd.py --gamma0 0 \
-        --q-norm 1 --zeta 0.5 --p0 0.1 --q0 0.1 --uscale 10 --lam 0.05 --tau 0.02 --lr1 1 --lr2 0.04 \
-        --anneal 2000 --steps 5000 --log 1000 --eps2 0
+The setting of ``studies/li_synthetic.yaml`` (no weight decay, no gradient noise)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python tests/lbgap_synthetic/explore_pq_noisy_gd.py --d 200 --n 400 \
+        --p0 0.1 --q0 0.1 --gamma0 0.25 --m 1000 --tau0 0.05 --uscale 4 --lam 0 --eps1 0.3 --eps2 0.1 \
+        --alpha-low 0.5 --q-norm 12 --zeta 2.4 --lr1 0.1 --lr2 0.01 --steps 30000 --log 100000 \
+        --seeds 0 1 2 --arms S LS SN --pnoise 1.0
+
+With |z| = 12 the Q examples share one stiff direction: at ``lr1`` = 0.1 gradient descent is unstable
+along it for several hundred steps (training loss about 2.5) and learns P from every example while Q
+stays unlearned, then memorizes Q. At ``lr2`` it memorizes Q within 100 steps and learns P mostly from
+the P-only examples.
 """
 import argparse
 import json
@@ -49,6 +57,8 @@ def parse() -> argparse.Namespace:
     add("--anneal", type=int, default=0, help="anneal at this step instead of the loss threshold")
     add("--log", type=int, default=500)
     add("--pnoise", type=float, default=0.0, help="pre-activation noise std of the SN arm")
+    add("--trace-rays", type=int, nargs="*", default=[],
+        help="at these steps, print the output on z, z + zeta, z - zeta and the fraction of units active there")
     return ap.parse_args()
 
 
@@ -78,8 +88,22 @@ def accuracy(U, u, te) -> dict[str, float]:
     return {k: round(correct[te.component == v].mean().item() * 100, 1) for k, v in parts}
 
 
+def trace_rays(U: torch.Tensor, u: torch.Tensor, d: int, dirs: torch.Tensor) -> str:
+    """Outputs on the Q-only points z, z + zeta, z - zeta and the fraction of units active on each."""
+    x = torch.cat([torch.zeros(3, d, dtype=U.dtype), dirs.to(U.dtype)], dim=1)
+    with torch.no_grad():
+        f = forward(U, u, x).tolist()
+        active = (x @ U.T > 0).to(U.dtype).mean(1).tolist()
+    return "f " + " ".join(f"{v:+.2f}" for v in f) + " active " + " ".join(f"{a:.2f}" for a in active)
+
+
 def run(args: argparse.Namespace, arm: str, seed: int) -> dict:
     tr, te = data(args, seed)
+    st = draw_structure(
+        args.d, gamma0=args.gamma0 / math.sqrt(args.d), q_norm=args.q_norm, zeta_norm=args.zeta,
+        zeta_orthogonal=True, generator=torch.Generator().manual_seed(seed),
+    )
+    ray_dirs = torch.stack([st.z, st.z + st.zeta, st.z - st.zeta])
     g = torch.Generator().manual_seed(100 + seed)
     U = args.tau0 * torch.randn(args.m, 2 * args.d, generator=g)
     u = args.uscale / math.sqrt(args.m) * torch.where(torch.arange(args.m) % 2 == 0, 1.0, -1.0)
@@ -102,6 +126,8 @@ def run(args: argparse.Namespace, arm: str, seed: int) -> dict:
         if args.tau > 0:
             grad = grad + args.tau * torch.randn(U.shape, generator=ng)
         U = (1 - lr * args.lam) * U - lr * grad
+        if t in args.trace_rays:  # after update t; the loss is that of the batch before it
+            print(f"  {arm} s{seed} t{t} batch loss {loss.item():.3f} {trace_rays(U, u, args.d, ray_dirs)}", flush=True)
         if t % 25 and t != 1:
             continue
         with torch.no_grad():

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -187,8 +186,9 @@ def _p_only(ds: xr.Dataset) -> xr.DataArray:
 
 @pytest.mark.slow
 def test_li_synthetic_learning_order(tmp_path):
-    """What holds at CPU scale (docs/reproductions.md, Li, Wei & Ma): S+noise beats S on P-only test examples,
-    S memorizes Q, and L-S does not beat S (the large rate fits Q in its first epochs)."""
+    """The paper's claims at CPU scale (docs/reproductions.md, Li, Wei & Ma): L-S beats S on P-only test
+    examples (on average, and on most seeds), the large rate keeps Q unlearned while S memorizes it, and
+    S+noise recovers at least half of the gap."""
     from lbgap.driver.run import run_study
 
     study = load_study(STUDIES / "li_synthetic.yaml", load_registry())
@@ -198,16 +198,26 @@ def test_li_synthetic_learning_order(tmp_path):
     p = _p_only(ds)
     q = final_values(ds, "test_accuracy_q_only") * 100
     mean = p.mean("seed")
-    # S memorizes Q and learns P mostly from the 10% P-only examples; the noise arm learns P first
-    assert float(q.sel(variant="S").min()) >= 99.0
-    assert float(mean.sel(variant="S_noise") - mean.sel(variant="S")) >= 3.0
-    assert (p.sel(variant="S_noise") > p.sel(variant="S")).all()
-    # the large learning rate does not reproduce the effect at this scale
-    assert float(mean.sel(variant="L-S")) <= float(mean.sel(variant="S"))
+    gap = float(mean.sel(variant="L-S") - mean.sel(variant="S"))
+    # every arm ends with Q memorized; L-S and S+noise learned P from more examples than S
+    assert float(q.min()) >= 99.0
+    assert gap >= 2.0
+    # the unstable phase's length varies from seed to seed (seed 3, not in the study, loses): most seeds
+    assert int((p.sel(variant="L-S") > p.sel(variant="S")).sum()) >= 2
+    assert int((p.sel(variant="S_noise") > p.sel(variant="S")).sum()) >= 2
+    assert float(mean.sel(variant="S_noise") - mean.sel(variant="S")) >= 0.5 * gap
+    # the learning order, after 300 epochs: S has memorized Q, the large rate has not
+    q300 = ds["test_accuracy_q_only"].sel(epoch=300) * 100
+    assert float(q300.sel(variant="S").min()) >= 99.0
+    assert float(q300.sel(variant="L-S").max()) <= 80.0
+    assert (ds["train_loss_running"].sel(variant="L-S", epoch=300) > 0.8).all()  # the unstable phase
+    # L-S annealed, S+noise decayed its noise, and every arm stopped at eps2
+    assert not np.isnan(ds["lr_switch_epoch"].sel(variant="L-S").values).any()
+    assert not np.isnan(ds["preactivation_noise_decay_epoch"].sel(variant="S_noise").values).any()
+    assert (ds["status"] == "stopped").all()
     from lbgap.report.make import make_report
 
     assert "pq_component_accuracy.png" in make_report(tmp_path).read_text()
-    assert not math.isnan(float(ds["lr_switch_epoch"].sel(variant="L-S").max()))
 
 
 # ------------------------------------------------------------------ the report's §4.3 (Gaussian design)
