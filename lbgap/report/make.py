@@ -63,8 +63,12 @@ def _band(ax, x: np.ndarray, y: np.ndarray, label: str, color) -> None:
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN padding of shorter runs
         mean = np.nanmean(y, axis=0)
         lo, hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
-    ax.plot(x, mean, label=label, color=color)
-    ax.fill_between(x, lo, hi, alpha=0.2, color=color, linewidth=0)
+    # only the evaluated epochs: with eval.every > 1 the others are NaN, and a line through
+    # NaN-separated points draws nothing
+    keep = np.isfinite(mean)
+    x = np.asarray(x)
+    ax.plot(x[keep], mean[keep], label=label, color=color)
+    ax.fill_between(x[keep], lo[keep], hi[keep], alpha=0.2, color=color, linewidth=0)
 
 
 def _curves(ds: xr.Dataset, fig_dir: Path) -> list[tuple[str, Path]]:

@@ -66,3 +66,17 @@ def test_entry_point_registers_every_plugin():
         ("schedule", "loss_switch"),
         ("stopping", "train_loss_below"),
     } <= names
+
+
+def test_plot_component_accuracy_connects_sparse_evaluations(tmp_path):
+    """With eval.every > 1 the epochs between evaluations are NaN; the curves join the evaluated ones."""
+    ds = _results(with_switch=False)
+    for comp in ("p_only", "q_only", "both"):
+        ds[f"test_accuracy_{comp}"][:, :, 0::2] = np.nan  # evaluated after epochs 2, 4, ..., 10
+    fig = plot_component_accuracy(ds, tmp_path / "sparse.png")
+    for ax, comp in zip(fig.axes, ("p_only", "q_only", "both"), strict=True):
+        expected = ds[f"test_accuracy_{comp}"].mean("seed", skipna=True).values
+        assert len(ax.lines) == 3
+        for i, line in enumerate(ax.lines):
+            np.testing.assert_array_equal(line.get_xdata(), [2, 4, 6, 8, 10])
+            np.testing.assert_allclose(line.get_ydata(), expected[i][1::2])

@@ -105,9 +105,10 @@ def plot_component_accuracy(
                 mean[ok] = np.nanmean(v[:, ok], axis=0)
                 lo[ok] = np.nanmin(v[:, ok], axis=0)
                 hi[ok] = np.nanmax(v[:, ok], axis=0)
-            ax.plot(x, mean, color=c, lw=1.5, label=variant)
+            keep = np.isfinite(mean)  # the evaluated epochs (eval.every > 1 leaves NaN between them)
+            ax.plot(x[keep], mean[keep], color=c, lw=1.5, label=variant)
             if v.shape[0] > 1:
-                ax.fill_between(x, lo, hi, color=c, alpha=0.15, lw=0)
+                ax.fill_between(x[keep], lo[keep], hi[keep], color=c, alpha=0.15, lw=0)
             if switch is not None:
                 s = switch[i]
                 s = s[np.isfinite(s)]
