@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import xarray as xr
 
-__all__ = ["final_values"]
+__all__ = ["final_values", "hold_final"]
 
 
 def final_values(ds: xr.Dataset, name: str) -> xr.DataArray:
@@ -17,3 +18,19 @@ def final_values(ds: xr.Dataset, name: str) -> xr.DataArray:
     valid = da.notnull()
     last = valid.cumsum("epoch").argmax("epoch")  # index of the last valid epoch
     return da.isel(epoch=last).where(valid.any("epoch"))
+
+
+def hold_final(values: np.ndarray) -> np.ndarray:
+    """``values`` (``[..., epoch]``, NaN-padded) with each run's last finite value carried to the end.
+
+    For means over runs that stopped at different epochs: a run that stopped keeps counting with
+    its final value instead of dropping out (which makes the mean jump). Gaps before a run's last
+    finite value (epochs ``eval.every`` skipped) stay NaN.
+    """
+    held = np.array(values, dtype=np.float64, copy=True)
+    rows = held.reshape(-1, held.shape[-1])  # a view: held is a fresh C-contiguous array
+    for row in rows:
+        finite = np.flatnonzero(np.isfinite(row))
+        if finite.size:
+            row[finite[-1] + 1 :] = row[finite[-1]]
+    return held

@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from lbgap.results.final import hold_final
+
 __all__ = ["plot_component_accuracy", "COMPONENTS"]
 
 COMPONENTS = ("p_only", "q_only", "both")
@@ -96,9 +98,9 @@ def plot_component_accuracy(
         x = epochs if epochs is not None and len(epochs) == vals.shape[-1] else np.arange(1, vals.shape[-1] + 1)
         for i, variant in enumerate(variants):
             c = colors[i % len(colors)]
-            v = vals[i]
+            ok = np.isfinite(vals[i]).any(axis=0)  # epochs some seed was evaluated at
+            v = hold_final(vals[i])  # a seed that stopped early counts with its final value
             with np.errstate(all="ignore"):
-                ok = np.isfinite(v).any(axis=0)
                 mean = np.full(v.shape[-1], np.nan)
                 lo = np.full(v.shape[-1], np.nan)
                 hi = np.full(v.shape[-1], np.nan)
