@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from ..registry import get_registry  # noqa: E402
-from ..results.final import final_values, hold_final  # noqa: E402
+from ..results.final import band_over_runs, final_values  # noqa: E402
 
 __all__ = ["make_report", "final_values", "final_table"]
 
@@ -58,20 +58,11 @@ def final_table(ds: xr.Dataset) -> list[dict[str, Any]]:
 
 
 def _band(ax, x: np.ndarray, y: np.ndarray, label: str, color) -> None:
-    """Mean line and min–max band over seeds (y: [seed, epoch]); a seed that stopped early counts
-    with its final value."""
-    evaluated = np.isfinite(y).any(axis=0)
-    y = hold_final(y)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # epochs no seed was evaluated at
-        mean = np.nanmean(y, axis=0)
-        lo, hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
-    # only the evaluated epochs: with eval.every > 1 the others are NaN, and a line through
-    # NaN-separated points draws nothing
-    keep = evaluated & np.isfinite(mean)
-    x = np.asarray(x)
-    ax.plot(x[keep], mean[keep], label=label, color=color)
-    ax.fill_between(x[keep], lo[keep], hi[keep], alpha=0.2, color=color, linewidth=0)
+    """Mean line and min–max band over seeds (y: [seed, epoch]) at the evaluated epochs; a seed
+    that stopped early counts with its final value."""
+    x, mean, lo, hi = band_over_runs(x, y)
+    ax.plot(x, mean, label=label, color=color)
+    ax.fill_between(x, lo, hi, alpha=0.2, color=color, linewidth=0)
 
 
 def _curves(ds: xr.Dataset, fig_dir: Path) -> list[tuple[str, Path]]:

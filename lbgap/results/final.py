@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["final_values", "hold_final"]
+__all__ = ["final_values", "hold_final", "band_over_runs"]
 
 
 def final_values(ds: xr.Dataset, name: str) -> xr.DataArray:
@@ -34,3 +34,15 @@ def hold_final(values: np.ndarray) -> np.ndarray:
         if finite.size:
             row[finite[-1] + 1 :] = row[finite[-1]]
     return held
+
+
+def band_over_runs(x: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, minimum and maximum over runs (``values``: ``[run, epoch]``) at the epochs some run was
+    evaluated, a run that stopped early counting with its final value (:func:`hold_final`).
+
+    Returns ``(x, mean, lo, hi)`` restricted to those epochs: with ``eval.every`` > 1 the others are
+    NaN, and a line through NaN-separated points draws nothing.
+    """
+    evaluated = np.isfinite(values).any(axis=0)
+    held = hold_final(values)[:, evaluated]
+    return np.asarray(x)[evaluated], np.nanmean(held, axis=0), np.nanmin(held, axis=0), np.nanmax(held, axis=0)

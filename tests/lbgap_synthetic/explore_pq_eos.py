@@ -74,7 +74,7 @@ def parse() -> argparse.Namespace:
 
 def make_data(args: argparse.Namespace, seed: int):
     """The P/Q draw of explore_pq_noisy_gd.py, with the P-part scaled by ``--p-scale``."""
-    tr, te = pq_draw(args, seed)
+    tr, te, _ = pq_draw(args, seed)
     scale = torch.cat([torch.full((args.d,), args.p_scale), torch.ones(args.d)])
     return (tr.x * scale, tr.y_pm.float(), tr.component), (te.x * scale, te.y_pm.float(), te.component)
 

@@ -16,7 +16,7 @@ The setting of ``studies/li_synthetic.yaml`` (no weight decay, no gradient noise
         --seeds 0 1 2 --arms S LS SN --pnoise 1.0
 
 With |z| = 12 the Q examples share one stiff direction: at ``lr1`` = 0.1 gradient descent is unstable
-along it for several hundred steps (training loss about 2.5) and learns P from every example while Q
+along it for several hundred steps (training loss about 1) and learns P from every example while Q
 stays unlearned, then memorizes Q. At ``lr2`` it memorizes Q within 100 steps and learns P mostly from
 the P-only examples.
 """
@@ -72,7 +72,7 @@ def data(args: argparse.Namespace, seed: int):
     per = 1000
     comp = torch.tensor([P_ONLY] * per + [Q_ONLY] * per + [BOTH] * per)
     te = sample_pq(3 * per, st, g, p0=args.p0, q0=args.q0, alpha_low=args.alpha_low, components=comp)
-    return tr, te
+    return tr, te, st
 
 
 def forward(U, u, x, noise=0.0, g=None):
@@ -98,11 +98,7 @@ def trace_rays(U: torch.Tensor, u: torch.Tensor, d: int, dirs: torch.Tensor) -> 
 
 
 def run(args: argparse.Namespace, arm: str, seed: int) -> dict:
-    tr, te = data(args, seed)
-    st = draw_structure(
-        args.d, gamma0=args.gamma0 / math.sqrt(args.d), q_norm=args.q_norm, zeta_norm=args.zeta,
-        zeta_orthogonal=True, generator=torch.Generator().manual_seed(seed),
-    )
+    tr, te, st = data(args, seed)
     ray_dirs = torch.stack([st.z, st.z + st.zeta, st.z - st.zeta])
     g = torch.Generator().manual_seed(100 + seed)
     U = args.tau0 * torch.randn(args.m, 2 * args.d, generator=g)

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from lbgap.results.final import hold_final
+from lbgap.results.final import band_over_runs
 
 __all__ = ["plot_component_accuracy", "COMPONENTS"]
 
@@ -98,19 +98,11 @@ def plot_component_accuracy(
         x = epochs if epochs is not None and len(epochs) == vals.shape[-1] else np.arange(1, vals.shape[-1] + 1)
         for i, variant in enumerate(variants):
             c = colors[i % len(colors)]
-            ok = np.isfinite(vals[i]).any(axis=0)  # epochs some seed was evaluated at
-            v = hold_final(vals[i])  # a seed that stopped early counts with its final value
-            with np.errstate(all="ignore"):
-                mean = np.full(v.shape[-1], np.nan)
-                lo = np.full(v.shape[-1], np.nan)
-                hi = np.full(v.shape[-1], np.nan)
-                mean[ok] = np.nanmean(v[:, ok], axis=0)
-                lo[ok] = np.nanmin(v[:, ok], axis=0)
-                hi[ok] = np.nanmax(v[:, ok], axis=0)
-            keep = np.isfinite(mean)  # the evaluated epochs (eval.every > 1 leaves NaN between them)
-            ax.plot(x[keep], mean[keep], color=c, lw=1.5, label=variant)
-            if v.shape[0] > 1:
-                ax.fill_between(x[keep], lo[keep], hi[keep], color=c, alpha=0.15, lw=0)
+            # evaluated epochs only; a seed that stopped early counts with its final value
+            xs, mean, lo, hi = band_over_runs(x, vals[i])
+            ax.plot(xs, mean, color=c, lw=1.5, label=variant)
+            if vals[i].shape[0] > 1:
+                ax.fill_between(xs, lo, hi, color=c, alpha=0.15, lw=0)
             if switch is not None:
                 s = switch[i]
                 s = s[np.isfinite(s)]
