@@ -7,7 +7,17 @@ object can be run after the fact on saved weights (``lbgap measure``).
 
 Values are floats, or :class:`xarray.DataArray` objects whose dimensions
 name what they index (``eigen_index``, ``alpha``...). Give ``units`` and
-``long_name`` in ``attrs``; floats get them from :attr:`Metric.attrs`.
+``long_name`` in the DataArray's ``attrs``; floats get them from the metric's
+optional ``attrs`` mapping, ``{variable: {"units": ..., "long_name": ...}}``,
+which may be filled when the metric is built or as it computes. They land in
+``results.nc`` as CF attributes, with ``source`` naming the plugin.
+
+Variable names are the metric's own: a name that lbgap itself writes
+(``train_loss``, ``test_accuracy``, ``weight_distance``... see
+:data:`lbgap.results.attrs.CORE_VARIABLES`) or that another plugin writes is
+an error naming both plugins. Declare the names in advance (the optional
+``outputs`` attribute, or the keys of ``attrs`` set when built) and the clash is
+found before training starts (:func:`lbgap.provenance.check_output_names`).
 
 Contract: a metric leaves parameters, buffers, RNG state and train/eval mode
 exactly as it found them.
@@ -72,7 +82,19 @@ class MeasureContext:
 
 @runtime_checkable
 class Metric(Protocol):
-    """What a metric plugin's ``build`` returns."""
+    """What a metric plugin's ``build`` returns.
+
+    Besides the members below, a metric may have two optional attributes
+    (not part of the ``isinstance`` check):
+
+    ``attrs: dict[str, dict[str, str]]``
+        Per variable, its CF ``units`` and ``long_name`` (``{"units": "1",
+        "long_name": "largest Hessian eigenvalue"}``); written to results.nc.
+    ``outputs: tuple[str, ...]``
+        The variable names ``compute`` returns, when known at build time; the
+        names are checked against lbgap's own and the other metrics' before
+        training.
+    """
 
     #: Measure every this many epochs (per-epoch variables), or None.
     every: Optional[int]

@@ -3,14 +3,16 @@
 Every plugin, built-in or third-party, is a module or object named in the
 ``lbgap`` entry-point group. A plugin that fails to import (or whose
 registration hook raises) is reported by name with the reason, and the others
-keep working. Two records of one kind with the same name are an error: a study
-must never depend on which package happened to load last.
+keep working. Two records of one kind with the same name, or two packages
+declaring the same entry-point name, are an error naming both packages: a
+study must never depend on which package happened to load last.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
 import logging
+import re
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -21,7 +23,14 @@ import pluggy
 from . import hookspecs
 from .plugin import PLUGIN_KINDS, PluginRecord, nested_fields
 
-__all__ = ["Registry", "PluginLoadError", "DuplicatePluginError", "get_registry", "ENTRY_POINT_GROUP"]
+__all__ = [
+    "Registry",
+    "PluginLoadError",
+    "DuplicatePluginError",
+    "get_registry",
+    "plugin_of",
+    "ENTRY_POINT_GROUP",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +50,27 @@ REGISTER_HOOKS: dict[str, str] = {
 
 
 class DuplicatePluginError(RuntimeError):
-    """Two plugins of one kind share a name."""
+    """Two plugins of one kind share a name, or two packages share an entry-point name."""
 
 
 @dataclass(frozen=True)
 class PluginLoadError:
-    """A plugin that could not be loaded: which one and why."""
+    """A plugin that could not be loaded: which one, why, and the traceback (for ``--verbose``)."""
 
     name: str
     origin: str
     reason: str
+    traceback: str = field(default="", compare=False)
+
+
+#: attribute that :meth:`Registry.build` sets on the objects it builds (see :func:`plugin_of`)
+_BUILT_BY = "_lbgap_plugin"
+
+
+def plugin_of(obj: Any) -> Optional[PluginRecord]:
+    """The record of the plugin that built ``obj`` (through :meth:`Registry.build`), or None."""
+    rec = getattr(obj, _BUILT_BY, None)
+    return rec if isinstance(rec, PluginRecord) else None
 
 
 @dataclass
@@ -60,6 +80,8 @@ class Registry:
     pm: pluggy.PluginManager
     records: dict[str, dict[str, PluginRecord]] = field(default_factory=dict)
     failures: list[PluginLoadError] = field(default_factory=list)
+    #: pluggy plugin name (the entry point's name) → (package, version)
+    packages: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> dict[str, PluginRecord]:
         return self.records.get(kind, {})
@@ -83,7 +105,13 @@ class Registry:
         for field_name, sub_kind in nested_fields(rec.config).items():
             entries = getattr(cfg, field_name)
             kwargs[field_name] = [self.build(sub_kind, self._validated(sub_kind, e)) for e in entries]
-        return rec.build(cfg, *args, **kwargs)
+        obj = rec.build(cfg, *args, **kwargs)
+        if kind in _STAMPED:
+            try:  # remember which plugin built it, for messages and the results' ``source``
+                object.__setattr__(obj, _BUILT_BY, rec)
+            except (AttributeError, TypeError):
+                pass  # __slots__ or a built-in type: messages fall back to the object's type
+        return obj
 
     def _validated(self, kind: str, entry: Any) -> Any:
         if not isinstance(entry, dict):
@@ -96,6 +124,33 @@ class Registry:
     def all_records(self) -> Iterable[PluginRecord]:
         for kind in PLUGIN_KINDS:
             yield from self.of_kind(kind).values()
+
+    def find(self, name: str) -> list[PluginRecord]:
+        """Every record called ``name``, of any kind."""
+        return [r for r in self.all_records() if r.name == name]
+
+    def hooks_of(self, origin: str) -> list[str]:
+        """Names of the hooks that the plugin modules of package ``origin`` implement."""
+        hooks: set[str] = set()
+        for plugin_name, (package, _version) in self.packages.items():
+            if package != origin:
+                continue
+            plugin = self.pm.get_plugin(plugin_name)
+            if plugin is None:
+                continue
+            hooks.update(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        return sorted(hooks)
+
+    def provenance(self, names: Optional[Iterable[str]] = None) -> dict[str, dict[str, str]]:
+        """``{"kind:name": {"package": ..., "version": ...}}`` of the plugins called one of ``names``
+        (all plugins if None): recorded in results so that a missing plugin can be named with
+        the package that provided it."""
+        wanted = None if names is None else set(names)
+        return {
+            f"{r.kind}:{r.name}": {"package": r.origin, "version": r.version}
+            for r in self.all_records()
+            if wanted is None or r.name in wanted
+        }
 
     def fingerprint(self) -> tuple:
         return tuple(sorted((r.kind, r.name, r.origin, r.version) for r in self.all_records()))
@@ -114,9 +169,13 @@ class Registry:
         for name, plugin, origin, version in plugins:
             try:
                 pm.register(plugin, name=name)
-            except Exception as exc:  # pragma: no cover - pluggy validation
-                reg.failures.append(PluginLoadError(name, origin, f"{type(exc).__name__}: {exc}"))
+            except Exception as exc:  # pluggy validation: an unknown hook, a bad signature...
+                reg.failures.append(
+                    PluginLoadError(name, origin, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                )
+                log.info("plugin %s (%s) could not be registered: %s", name, origin, exc)
                 continue
+            reg.packages[name] = (origin, version)
             reg._collect(name, plugin, origin, version)
         return reg
 
@@ -130,11 +189,12 @@ class Registry:
                 records = list(impl() or [])
             except Exception as exc:
                 self.failures.append(
-                    PluginLoadError(name, origin, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                    PluginLoadError(
+                        name, origin, f"{hook_name} raised {type(exc).__name__}: {exc}", traceback.format_exc()
+                    )
                 )
                 log.info("plugin %s: %s raised %s", name, hook_name, exc)
-                log.debug("%s", traceback.format_exc())
-                self.pm.unregister(name=name)
+                self._drop(name)
                 return
             expected = PLUGIN_KINDS[kind]
             for rec in records:
@@ -146,7 +206,7 @@ class Registry:
                             f"{hook_name} returned {type(rec).__name__}, not {expected.__name__}",
                         )
                     )
-                    self.pm.unregister(name=name)
+                    self._drop(name)
                     return
                 collected.append(replace(rec, origin=origin, version=version))
         for rec in collected:
@@ -158,6 +218,18 @@ class Registry:
                 )
             bucket[rec.name] = rec
 
+    def _drop(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.packages.pop(name, None)
+
+
+#: kinds whose built objects are marked with their record (they write results or implement hooks)
+_STAMPED = ("schedule", "regime", "noise", "metric", "stopping")
+
+
+def _canonical(dist_name: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist_name).lower()
+
 
 def make_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -168,19 +240,27 @@ def make_plugin_manager() -> pluggy.PluginManager:
 def _entry_point_plugins(group: str) -> tuple[list[tuple[str, Any, str, str]], list[PluginLoadError]]:
     loaded: list[tuple[str, Any, str, str]] = []
     failures: list[PluginLoadError] = []
-    seen: set[str] = set()
+    seen: dict[str, tuple[str, str]] = {}  # entry-point name → (origin, its value)
     for ep in sorted(md.entry_points(group=group), key=lambda e: e.name):
         dist = getattr(ep, "dist", None)
         origin = dist.name if dist is not None else ep.value.split(":")[0]
         version = dist.version if dist is not None else ""
         if ep.name in seen:
-            # the same distribution visible twice on sys.path (editable + site)
-            continue
-        seen.add(ep.name)
+            first_origin, first_value = seen[ep.name]
+            if _canonical(first_origin) == _canonical(origin):
+                continue  # the same distribution visible twice on sys.path (editable + site)
+            raise DuplicatePluginError(
+                f"entry point {ep.name!r} of group {group!r} is declared by both {first_origin} "
+                f"({first_value}) and {origin} ({ep.value}); entry-point names must be unique "
+                f"across packages: rename one of them"
+            )
+        seen[ep.name] = (origin, ep.value)
         try:
             obj = ep.load()
         except Exception as exc:
-            failures.append(PluginLoadError(ep.name, origin, f"{type(exc).__name__}: {exc}"))
+            failures.append(
+                PluginLoadError(ep.name, origin, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            )
             log.info("plugin %s (%s) failed to load: %s", ep.name, origin, exc)
             continue
         loaded.append((ep.name, obj, origin, version))

@@ -1,10 +1,17 @@
-"""CF-style ``units`` and ``long_name`` for every results variable."""
+"""CF-style ``units`` and ``long_name`` for every results variable.
+
+Core variables (written by lbgap itself) are described here; a plugin variable
+gets the ``units`` and ``long_name`` its metric declares (``Metric.attrs``, or
+the attributes of a returned ``xarray.DataArray``), passed as ``declared``.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Optional
 
-__all__ = ["variable_attrs"]
+__all__ = ["variable_attrs", "CORE_VARIABLES", "is_core_variable"]
 
 _CORE: dict[str, tuple[str, str]] = {
     "train_loss": ("1", "mean training loss over the training set (evaluation pass)"),
@@ -32,12 +39,31 @@ _CORE: dict[str, tuple[str, str]] = {
 }
 
 
-def variable_attrs(name: str) -> dict[str, str]:
-    """Units and long name for a results variable (per-group names included)."""
+#: names of the variables (and coordinates) that lbgap itself writes; a plugin may not write them
+CORE_VARIABLES: frozenset[str] = frozenset(_CORE) | {"trial_state"}
+
+_GROUP = re.compile(r"(train|test)_(loss|accuracy)_(\w+)")
+
+
+def is_core_variable(name: str) -> bool:
+    """Whether lbgap itself writes ``name``: a core variable, or a per-group loss or
+    accuracy (``test_accuracy_<group>``: the data set's evaluation groups)."""
+    return name in CORE_VARIABLES or _GROUP.fullmatch(name) is not None
+
+
+def variable_attrs(name: str, declared: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """Units and long name for a results variable (per-group names included).
+
+    ``declared``: the attributes a plugin declared for its variable (``units``,
+    ``long_name``, ``source``...); they replace the defaults.
+    """
+    if declared:
+        base = variable_attrs(name)
+        return {**base, **{str(k): str(v) for k, v in declared.items()}}
     if name in _CORE:
         units, long_name = _CORE[name]
         return {"units": units, "long_name": long_name}
-    m = re.fullmatch(r"(train|test)_(loss|accuracy)_(\w+)", name)
+    m = _GROUP.fullmatch(name)
     if m:
         split, what, group = m.groups()
         return {

@@ -7,14 +7,16 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
 import xarray as xr
 
-from ..engine.train import TrialOutcome
 from .attrs import variable_attrs
+
+if TYPE_CHECKING:  # pragma: no cover - results do not depend on the engine at run time
+    from ..engine.train import TrialOutcome
 
 __all__ = ["trial_dataset", "write_atomic", "save_weights", "weights_dir", "coord_value"]
 
@@ -28,18 +30,39 @@ def coord_value(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def trial_dataset(outcome: TrialOutcome, coords: Mapping[str, Any]) -> xr.Dataset:
+def trial_dataset(
+    outcome: TrialOutcome,
+    coords: Mapping[str, Any],
+    variable_attrs_by_name: Optional[Mapping[str, Mapping[str, str]]] = None,
+) -> xr.Dataset:
     """Per-epoch history and end-of-training values of one trial.
 
     ``coords`` are the scalar coordinates that place the trial in the study
     (variant, grid values, seed, or trial number).
+
+    Plugin variables carry the attributes their metric declared (``units``,
+    ``long_name``; see :attr:`lbgap.metric.Metric.attrs`) and ``source`` (the
+    plugin that wrote them): ``variable_attrs_by_name`` if given, else the
+    outcome's ``variable_attrs`` (``{name: {attribute: value}}``, see
+    :func:`lbgap.provenance.variable_attrs_of`). A returned ``DataArray``'s own
+    ``units`` and ``long_name`` take precedence over the declared ones.
     """
+    declared = variable_attrs_by_name
+    if declared is None:
+        declared = getattr(outcome, "variable_attrs", None) or {}
+
+    def attrs_of(name: str, own: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+        attrs = {**variable_attrs(name, declared.get(name)), **(own or {})}
+        if "source" in (declared.get(name) or {}):
+            attrs["source"] = declared[name]["source"]  # the writer is known here, not by the value
+        return attrs
+
     n_epochs = max((len(v) for v in outcome.history.values()), default=0)
     epoch = np.arange(1, n_epochs + 1, dtype=np.int64)
     data_vars: dict[str, Any] = {}
     for name, values in outcome.history.items():
         arr = np.asarray(values + [math.nan] * (n_epochs - len(values)), dtype=np.float64)
-        data_vars[name] = xr.Variable(("epoch",), arr, attrs=variable_attrs(name))
+        data_vars[name] = xr.Variable(("epoch",), arr, attrs=attrs_of(name))
     for name, by_epoch in outcome.epoch_arrays.items():
         epochs = sorted(by_epoch)
         stacked = xr.concat(
@@ -47,16 +70,14 @@ def trial_dataset(outcome: TrialOutcome, coords: Mapping[str, Any]) -> xr.Datase
             coords="different", compat="equals", combine_attrs="drop_conflicts",
         )
         stacked = stacked.reindex(epoch=epoch).drop_vars("epoch")  # NaN where not measured
-        attrs = {**variable_attrs(name), **by_epoch[epochs[0]].attrs}
-        data_vars[name] = stacked.assign_attrs(attrs).transpose("epoch", ...)
+        data_vars[name] = stacked.assign_attrs(attrs_of(name, by_epoch[epochs[0]].attrs)).transpose("epoch", ...)
     for name, value in outcome.end.items():
         if isinstance(value, xr.DataArray):
-            attrs = {**variable_attrs(name), **value.attrs}
-            data_vars[name] = value.assign_attrs(attrs)
+            data_vars[name] = value.assign_attrs(attrs_of(name, value.attrs))
         elif isinstance(value, torch.Tensor):
-            data_vars[name] = xr.Variable((), float(value), attrs=variable_attrs(name))
+            data_vars[name] = xr.Variable((), float(value), attrs=attrs_of(name))
         else:
-            data_vars[name] = xr.Variable((), float(value), attrs=variable_attrs(name))
+            data_vars[name] = xr.Variable((), float(value), attrs=attrs_of(name))
     plan = outcome.plan
     scalars = {
         "effective_learning_rate": float(plan.lr),
