@@ -22,7 +22,12 @@ test: $(BIN)/lbgap
 test-slow: $(BIN)/lbgap
 	$(BIN)/python -m pytest -q -m slow
 
-bench: $(BIN)/lbgap
+# the peers of the curvature benchmark (the `bench` extra), torch kept at its pinned version
+$(VENV)/.bench-extra: $(BIN)/lbgap pyproject.toml constraints.txt
+	$(BIN)/pip install -q -c constraints.txt -e '.[bench]'
+	@touch $@
+
+bench: $(VENV)/.bench-extra
 	$(BIN)/python -m bench
 
 lint: $(BIN)/lbgap

@@ -2,8 +2,9 @@
 
 Rows: engine epoch ÷ hand-written loop (target ≤ 1.05, Hoffer study's SB and LB
 settings); ghost batch norm layer ÷ plain BatchNorm (target ≤ 1.15), with
-Hoffer's chunked loop beside it. ``python -m bench curvature`` runs the
-Hessian benchmark against PyHessian and curvlinops.
+Hoffer's chunked loop beside it. ``python -m bench curvature [--quick ...]`` runs the
+Hessian benchmark against PyHessian, curvlinops and hessian-eigenthings
+(the options are those of ``python -m bench.curvature``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("what", nargs="?", default="all", choices=["all", "engine", "gbn", "curvature"])
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 gives steadier numbers)")
-    args = ap.parse_args(argv)
+    args, rest = ap.parse_known_args(argv)
+    if rest and args.what != "curvature":
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     torch.set_num_threads(args.threads)
     rows = []
     if args.what in ("all", "engine"):
@@ -41,7 +44,7 @@ def main(argv: list[str]) -> int:
     if args.what == "curvature":
         from .curvature.run import main as curvature_main
 
-        return curvature_main([])
+        return curvature_main(rest)  # e.g. python -m bench curvature --quick
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement'.ljust(width)}  ratio   target   detail")
     for name, ratio, target, detail in rows:
