@@ -82,6 +82,8 @@ class Registry:
     failures: list[PluginLoadError] = field(default_factory=list)
     #: pluggy plugin name (the entry point's name) → (package, version)
     packages: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: (kind, name) of a record → the pluggy plugin name that registered it
+    registered_by: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> dict[str, PluginRecord]:
         return self.records.get(kind, {})
@@ -129,16 +131,18 @@ class Registry:
         """Every record called ``name``, of any kind."""
         return [r for r in self.all_records() if r.name == name]
 
-    def hooks_of(self, origin: str) -> list[str]:
-        """Names of the hooks that the plugin modules of package ``origin`` implement."""
+    def hooks_of(self, plugin: PluginRecord | str) -> list[str]:
+        """Names of the hooks implemented by the module (entry point) that registered the record
+        ``plugin``, or by every module of the package named ``plugin``."""
+        if isinstance(plugin, PluginRecord):
+            names = [self.registered_by.get((plugin.kind, plugin.name), "")]
+        else:
+            names = [n for n, (package, _version) in self.packages.items() if package == plugin]
         hooks: set[str] = set()
-        for plugin_name, (package, _version) in self.packages.items():
-            if package != origin:
-                continue
-            plugin = self.pm.get_plugin(plugin_name)
-            if plugin is None:
-                continue
-            hooks.update(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        for plugin_name in names:
+            obj = self.pm.get_plugin(plugin_name) if plugin_name else None
+            if obj is not None:
+                hooks.update(caller.name for caller in self.pm.get_hookcallers(obj) or [])
         return sorted(hooks)
 
     def provenance(self, names: Optional[Iterable[str]] = None) -> dict[str, dict[str, str]]:
@@ -217,6 +221,7 @@ class Registry:
                     f"{rec.kind} plugin {rec.name!r} is provided by both {other.origin} and {rec.origin}"
                 )
             bucket[rec.name] = rec
+            self.registered_by[(rec.kind, rec.name)] = name
 
     def _drop(self, name: str) -> None:
         self.pm.unregister(name=name)

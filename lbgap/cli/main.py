@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(help="Reproducible studies of the large-batch generalization gap.", no_args_is_help=True)
@@ -24,16 +25,36 @@ err = Console(stderr=True)
 EXIT_USAGE = 2
 
 
-def _registry():
+#: exit status of --strict when a plugin failed to load or register
+EXIT_PLUGIN_FAILED = 3
+
+_printed: set[tuple[str, str, str]] = set()
+
+
+def _registry(verbose: bool = False, strict: bool = False):
+    """The installed plugins. Each failure is printed once, with its traceback if ``verbose``;
+    with ``strict`` a failure ends the command (exit status :data:`EXIT_PLUGIN_FAILED`)."""
     from ..registry import DuplicatePluginError, get_registry
 
     try:
         reg = get_registry()
     except DuplicatePluginError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
     for f in reg.failures:
-        err.print(f"[yellow]warning:[/] plugin {f.name!r} ({f.origin}) could not be loaded: {f.reason}")
+        key = (f.name, f.origin, f.reason)
+        if key in _printed:
+            continue
+        _printed.add(key)
+        err.print(
+            f"[yellow]warning:[/] plugin {f.name!r} ({f.origin}) could not be loaded: {escape(f.reason)}",
+            highlight=False,
+        )
+        if verbose and f.traceback:
+            err.print(f.traceback.rstrip(), markup=False, highlight=False)
+    if strict and reg.failures:
+        err.print(f"[red]error:[/] {len(reg.failures)} plugin(s) failed to load or register (--strict)")
+        raise typer.Exit(EXIT_PLUGIN_FAILED)
     return reg
 
 
@@ -125,11 +146,15 @@ def study_run(
         None, "--steps", min=1,
         help="With --dry-run: training steps per variant (default 2; the first is not timed).",
     ),
+    strict: bool = typer.Option(
+        False, "--strict", help=f"Exit with status {EXIT_PLUGIN_FAILED} before running if any installed plugin failed to load."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a study (or continue it, if its output folder exists)."""
     _setup_logging(verbose)
     _set_threads(threads)
+    _registry(verbose=verbose, strict=strict)
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
         err.print(f"[red]error:[/] --device must be cpu, cuda, cuda:N or auto, not {device!r}")
         raise typer.Exit(EXIT_USAGE)
@@ -216,23 +241,135 @@ def study_validate(spec: list[Path] = typer.Argument(..., help="Study files.")) 
 
 
 @plugins_app.command("list")
-def plugins_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def plugins_list(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    strict: bool = typer.Option(
+        False, "--strict", help=f"Exit with status {EXIT_PLUGIN_FAILED} if any plugin failed to load or register."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the traceback of each failed plugin."),
+) -> None:
     """Every installed plugin with its kind, origin package and version."""
-    reg = _registry()
+    reg = _registry(verbose=verbose)
     rows = [
         {"kind": r.kind, "name": r.name, "origin": r.origin, "version": r.version, "summary": r.describe()}
         for r in reg.all_records()
     ]
-    failures = [{"name": f.name, "origin": f.origin, "reason": f.reason} for f in reg.failures]
+    failures = [
+        {"name": f.name, "origin": f.origin, "reason": f.reason, **({"traceback": f.traceback} if verbose else {})}
+        for f in reg.failures
+    ]
     if as_json:
         out.print_json(json.dumps({"plugins": rows, "failed": failures}))
+    else:
+        table = Table(title="lbgap plugins")
+        for col in ("kind", "name", "origin", "version", "summary"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["kind"], r["name"], r["origin"], r["version"], r["summary"])
+        out.print(table)
+    if strict and reg.failures:
+        err.print(f"[red]error:[/] {len(reg.failures)} plugin(s) failed to load or register (--strict)")
+        raise typer.Exit(EXIT_PLUGIN_FAILED)
+
+
+def _type_name(annotation) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("typing_extensions.", "")
+
+
+_BOUNDS = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤", "multiple_of": "multiple of", "min_length": "length ≥",
+           "max_length": "length ≤"}
+
+
+def _constraint(meta) -> str:
+    """``Gt(gt=0)`` → ``> 0``."""
+    for attr, symbol in _BOUNDS.items():
+        if hasattr(meta, attr):
+            return f"{symbol} {getattr(meta, attr)}"
+    return str(meta)
+
+
+def _plugin_settings(rec) -> list[dict]:
+    """The configuration fields of a plugin record: name, type, default, description."""
+    from pydantic_core import PydanticUndefined
+
+    rows = []
+    for name, info in rec.config.model_fields.items():
+        constraints = [_constraint(m) for m in info.metadata if type(m).__module__.startswith("annotated_types")]
+        if info.is_required():
+            default = "required"
+        else:
+            value = info.get_default(call_default_factory=True)
+            default = "required" if value is PydanticUndefined else json.dumps(value, default=str)
+        rows.append({
+            "name": name,
+            "type": _type_name(info.annotation) + (f" ({', '.join(constraints)})" if constraints else ""),
+            "default": default,
+            "description": " ".join((info.description or "").split()),
+        })
+    return rows
+
+
+@plugins_app.command("show")
+def plugins_show(
+    name: str = typer.Argument(..., help="A plugin's name (as in a study file)."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="The plugin's kind, where names are shared across kinds."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the traceback of each failed plugin."),
+) -> None:
+    """A plugin's settings (types, defaults, descriptions), documentation, package and hooks."""
+    import difflib
+    import inspect
+
+    reg = _registry(verbose=verbose)
+    found = [r for r in reg.find(name) if kind is None or r.kind == kind]
+    if not found:
+        failed = [f for f in reg.failures if f.name == name]
+        known = sorted({r.name for r in reg.all_records() if kind is None or r.kind == kind})
+        hint = difflib.get_close_matches(name, known, n=3)
+        msg = f"no installed {kind or ''} plugin {name!r}".replace("  ", " ")
+        if failed:
+            msg += f"; the package entry point {name!r} ({failed[0].origin}) failed to load: {failed[0].reason}"
+        elif hint:
+            msg += f" (did you mean {', '.join(repr(h) for h in hint)}?)"
+        err.print(f"[red]error:[/] {escape(msg)}", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    docs = []
+    for rec in found:
+        docs.append({
+            "kind": rec.kind,
+            "name": rec.name,
+            "origin": rec.origin,
+            "version": rec.version,
+            "summary": rec.describe(),
+            "doc": inspect.cleandoc(rec.config.__doc__ or ""),
+            "build_doc": inspect.cleandoc(getattr(rec.build, "__doc__", None) or ""),
+            "settings": _plugin_settings(rec),
+            "entry_point": reg.registered_by.get((rec.kind, rec.name), ""),
+            "hooks": reg.hooks_of(rec),
+        })
+    if as_json:
+        out.print_json(json.dumps(docs))
         return
-    table = Table(title="lbgap plugins")
-    for col in ("kind", "name", "origin", "version", "summary"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["kind"], r["name"], r["origin"], r["version"], r["summary"])
-    out.print(table)
+    for d in docs:
+        out.print(f"[bold]{d['kind']} {d['name']!r}[/] — {escape(d['origin'])} {escape(d['version'])}", highlight=False)
+        if d["doc"]:
+            out.print(d["doc"], markup=False, highlight=False)
+        if d["build_doc"] and d["build_doc"] != d["doc"]:
+            out.print(d["build_doc"], markup=False, highlight=False)
+        table = Table(title="settings", title_justify="left")
+        for col in ("field", "type", "default", "description"):
+            table.add_column(col)
+        table.add_row("name", "str", json.dumps(d["name"]), "selects this plugin")
+        for row in d["settings"]:
+            table.add_row(row["name"], escape(row["type"]), escape(row["default"]), escape(row["description"]))
+        out.print(table)
+        out.print(
+            f"hooks implemented by its module (entry point {d['entry_point']!r} of {escape(d['origin'])}): "
+            f"{', '.join(d['hooks']) or 'none'}",
+            highlight=False,
+        )
 
 
 @app.command("schema")
@@ -248,15 +385,27 @@ def schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="W
 
 
 @app.command("report")
-def report(out_dir: Path = typer.Argument(..., help="A study output folder holding results.nc.")) -> None:
-    """Figures (PNG) and a markdown summary of a finished study."""
-    from ..report import make_report
+def report(
+    out_dir: Path = typer.Argument(..., help="A study output folder holding results.nc."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Figures (PNG) and a markdown summary of a finished study.
 
+    Each plugin's figures are drawn on their own: one that fails is named (with its traceback in
+    the log), the others are drawn, and the exit status is 1.
+    """
+    from ..report import build_report
+
+    _setup_logging(verbose)
     if not (out_dir / "results.nc").exists():
         err.print(f"[red]error:[/] {out_dir / 'results.nc'} does not exist (is the study finished?)")
         raise typer.Exit(EXIT_USAGE)
-    md = make_report(out_dir)
-    out.print(f"report: {md}")
+    made = build_report(out_dir, _registry(verbose=verbose))
+    out.print(f"report: {made.path}")
+    if made.failures:
+        names = ", ".join(f.plugin for f in made.failures)
+        err.print(f"[red]error:[/] the figures of {escape(names)} failed; the others were drawn", highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command("measure")

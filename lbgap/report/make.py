@@ -7,7 +7,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import traceback
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import xarray as xr  # noqa: E402
 from ..registry import get_registry  # noqa: E402
 from ..results.final import band_over_runs, final_values  # noqa: E402
 
-__all__ = ["make_report", "final_values", "final_table"]
+__all__ = ["make_report", "build_report", "Report", "FigureFailure", "plugin_figures", "final_values", "final_table"]
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +151,67 @@ def _fmt(m: tuple[float, float, int], pct: bool = True) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
+@dataclass(frozen=True)
+class FigureFailure:
+    """A plugin whose ``lbgap_report_figures`` raised: who, why, and the traceback."""
+
+    plugin: str
+    reason: str
+    traceback: str = ""
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote, and the plugins whose figures failed."""
+
+    path: Path
+    failures: list[FigureFailure] = field(default_factory=list)
+
+
+def _plugin_name(registry: Any, plugin_name: str) -> str:
+    origin, version = getattr(registry, "packages", {}).get(plugin_name, ("", ""))
+    package = " ".join(p for p in (origin, version) if p)
+    return f"plugin {plugin_name!r}" + (f" ({package})" if package else "")
+
+
+def plugin_figures(ds: xr.Dataset, rep: Path, registry: Any = None) -> tuple[list[tuple[str, Path]], list[FigureFailure]]:
+    """Every ``lbgap_report_figures`` implementation, each on its own: a plugin that raises is
+    logged with its name and traceback and the others still draw. Returns the figures and the
+    failures."""
+    registry = registry if registry is not None else get_registry()
+    kwargs = {"results": ds, "out_dir": rep}
+    figs: list[tuple[str, Path]] = []
+    failures: list[FigureFailure] = []
+    # pluggy's own order (last registered first), but one call per implementation
+    for impl in reversed(registry.pm.hook.lbgap_report_figures.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        label = _plugin_name(registry, impl.plugin_name)
+        try:
+            result = impl.function(*[kwargs[a] for a in impl.argnames])
+            drawn = [(str(title), Path(path)) for title, path in (result or [])]
+        except Exception as exc:  # a plugin's figure must not lose the report, nor the others' figures
+            failure = FigureFailure(label, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            failures.append(failure)
+            log.error("report figures of %s failed: %s", label, failure.reason, exc_info=True)
+            plt.close("all")  # what it left half drawn
+            continue
+        figs += drawn
+    return figs, failures
+
+
 def make_report(out_dir: Path) -> Path:
-    """Write ``out_dir/report/summary.md`` and PNG figures; return the markdown path."""
+    """Write ``out_dir/report/summary.md`` and PNG figures; return the markdown path.
+
+    A plugin whose figures fail is logged and named in the summary; see
+    :func:`build_report` to learn which failed.
+    """
+    return build_report(out_dir).path
+
+
+def build_report(out_dir: Path, registry: Any = None) -> Report:
+    """Write ``out_dir/report/summary.md`` and PNG figures; return where, and which plugins'
+    figures failed."""
     out_dir = Path(out_dir)
     with xr.open_dataset(out_dir / "results.nc") as f:
         ds = f.load()
@@ -159,11 +220,8 @@ def make_report(out_dir: Path) -> Path:
     figs = _curves(ds, rep)
     if "trial" in ds.dims:
         figs += _search_figures(ds, rep)
-    try:
-        for result in get_registry().pm.hook.lbgap_report_figures(results=ds, out_dir=rep):
-            figs += list(result or [])
-    except Exception:  # a plugin's figure must not lose the report
-        log.exception("a plugin's report figure failed")
+    more, failures = plugin_figures(ds, rep, registry)
+    figs += more
     lines = [f"# {ds.attrs.get('lbgap_study', 'study')}", ""]
     if ds.attrs.get("title"):
         lines += [ds.attrs["title"], ""]
@@ -194,6 +252,10 @@ def make_report(out_dir: Path) -> Path:
     lines += ["## Figures", ""]
     for title, path in figs:
         lines += [f"### {title}", "", f"![{title}]({Path(path).name})", ""]
+    if failures:
+        lines += ["## Figures not drawn", ""]
+        lines += [f"- {f.plugin}: {f.reason}" for f in failures]
+        lines.append("")
     md = rep / "summary.md"
     md.write_text("\n".join(lines))
-    return md
+    return Report(md, failures)

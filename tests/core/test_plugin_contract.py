@@ -144,3 +144,172 @@ def test_variable_sources_name_both_writers_while_training():
     assert sources.source("hessian_top") == "metric 'm_a' (pkg-a 1.0)"
     assert sources.as_dict() == {"hessian_top": "metric 'm_a' (pkg-a 1.0)"}
     assert variable_attrs_of([a], sources)["hessian_top"]["source"] == "metric 'm_a' (pkg-a 1.0)"
+
+
+# --------------------------------------------------------- isolation and diagnosis
+
+
+@pytest.fixture
+def cli(site, monkeypatch):
+    """Run ``lbgap ...`` in this process (the registry reloads from ``site``)."""
+    import importlib
+
+    from typer.testing import CliRunner
+
+    main = importlib.import_module("lbgap.cli.main")  # lbgap.cli.main is also the name of its entry function
+    monkeypatch.setattr(main, "_printed", set())
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        main._printed.clear()  # a command prints each plugin failure once: one command per process
+        return runner.invoke(main.app, list(args))
+
+    return invoke
+
+
+BROKEN = """\
+import lbgap
+
+raise RuntimeError("this plugin needs a missing_toolkit_lib")
+"""
+
+
+def _broken_package(site: Path) -> str:
+    mod = f"brokenpkg_{next(_unique)}"
+    fake_package(site, "brokenpkg", "0.4", {"broken_plugins": mod}, {mod: BROKEN})
+    return mod
+
+
+def test_plugin_that_fails_to_import_is_named_with_traceback_only_when_verbose(cli, site):
+    mod = _broken_package(site)
+    res = cli("plugins", "list")
+    assert res.exit_code == 0
+    text = one_line(res.stderr)
+    assert "plugin 'broken_plugins' (brokenpkg) could not be loaded" in text
+    assert "missing_toolkit_lib" in text and "Traceback" not in text
+    assert "sgd" in res.stdout  # the others keep working
+
+    res = cli("plugins", "list", "--verbose")
+    assert res.exit_code == 0
+    assert "Traceback (most recent call last)" in res.stderr and f"{mod}.py" in res.stderr
+
+
+def test_strict_exits_non_zero_when_a_plugin_failed(cli, site, tmp_path):
+    _broken_package(site)
+    res = cli("plugins", "list", "--strict")
+    assert res.exit_code == 3
+    assert "1 plugin(s) failed to load or register (--strict)" in one_line(res.stderr)
+    res = cli("plugins", "list", "--strict", "--json")
+    assert res.exit_code == 3
+    # study run --strict stops before it reads or runs anything
+    res = cli("study", "run", str(tmp_path / "no_such_study.yaml"), "--strict", "--out", str(tmp_path / "out"))
+    assert res.exit_code == 3 and not (tmp_path / "out").exists()
+    assert "broken_plugins" in one_line(res.stderr)
+
+
+def test_strict_passes_when_every_plugin_loaded(cli, site):
+    res = cli("plugins", "list", "--strict")
+    assert res.exit_code == 0, res.stderr
+
+
+SHOWN = '''\
+from pydantic import PositiveInt
+from lbgap import hookimpl
+from lbgap.plugin import MetricPlugin, PluginConfig
+
+
+class LayerNormsConfig(PluginConfig):
+    """Norm of each layer's weights.
+
+    One variable per layer, measured every ``every`` epochs.
+    """
+
+    every: PositiveInt = 2
+    """Measure every this many epochs."""
+    layers: list[str] = []
+    """Which layers (all if empty)."""
+
+
+@hookimpl
+def lbgap_register_metrics():
+    return [MetricPlugin(name="layer_norms", config=LayerNormsConfig, build=lambda cfg: None)]
+
+
+@hookimpl
+def lbgap_epoch_end(trial, record):
+    pass
+'''
+
+
+def test_plugins_show_prints_settings_docs_package_and_hooks(cli, site):
+    mod = f"showpkg_{next(_unique)}"
+    fake_package(site, "showpkg", "1.5", {"show": mod}, {mod: SHOWN})
+    res = cli("plugins", "show", "layer_norms", "--json")
+    assert res.exit_code == 0, res.stderr
+    import json
+
+    (doc,) = json.loads(res.stdout)
+    assert (doc["kind"], doc["origin"], doc["version"]) == ("metric", "showpkg", "1.5")
+    assert doc["doc"].startswith("Norm of each layer's weights.") and "every ``every`` epochs" in doc["doc"]
+    settings = {s["name"]: s for s in doc["settings"]}
+    assert settings["every"]["default"] == "2" and settings["every"]["type"] == "int (> 0)"
+    assert settings["every"]["description"] == "Measure every this many epochs."
+    assert settings["layers"]["default"] == "[]" and settings["layers"]["description"] == "Which layers (all if empty)."
+    assert doc["hooks"] == ["lbgap_epoch_end", "lbgap_register_metrics"]
+    res = cli("plugins", "show", "layer_norms")
+    text = one_line(res.stdout)
+    assert res.exit_code == 0 and "metric 'layer_norms' — showpkg 1.5" in text and "lbgap_epoch_end" in text
+    res = cli("plugins", "show", "layer_norm")
+    assert res.exit_code == 2 and "did you mean 'layer_norms'" in res.stderr
+
+
+FIGURES = '''\
+from lbgap import hookimpl
+
+
+@hookimpl
+def lbgap_report_figures(results, out_dir):
+    {body}
+'''
+
+
+def _results(path: Path) -> None:
+    import numpy as np
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    shape = (2, 2, 3)
+    dims = ("variant", "seed", "epoch")
+    ds = xr.Dataset(
+        {n: (dims, rng.uniform(0.1, 0.9, shape)) for n in ("train_loss", "test_loss", "train_accuracy", "test_accuracy")},
+        coords={"variant": ["sb", "lb"], "seed": [0, 1], "epoch": [1, 2, 3]},
+    )
+    ds["epochs_done"] = (("variant", "seed"), np.full((2, 2), 3.0))
+    ds["status"] = (("variant", "seed"), np.array([["completed"] * 2] * 2))
+    ds.attrs["lbgap_study"] = "figs"
+    ds.to_netcdf(path)
+
+
+def test_a_failing_report_figure_is_named_and_the_others_are_drawn(cli, site, caplog):
+    bad, good = f"badfig_{next(_unique)}", f"goodfig_{next(_unique)}"
+    fake_package(site, "badfigpkg", "0.2", {"badfig": bad},
+                 {bad: FIGURES.format(body="raise ZeroDivisionError('no variance to plot')")})
+    fake_package(site, "goodfigpkg", "0.1", {"goodfig": good}, {good: FIGURES.format(body='''\
+import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    path = out_dir / "good.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return [("A good figure", path)]''')})
+    out = site / "study"
+    out.mkdir()
+    _results(out / "results.nc")
+    with caplog.at_level("ERROR", logger="lbgap.report.make"):
+        res = cli("report", str(out))
+    assert res.exit_code == 1
+    assert "the figures of plugin 'badfig' (badfigpkg 0.2) failed" in one_line(res.stderr)
+    (rec,) = [r for r in caplog.records if "badfig" in r.getMessage()]
+    assert "ZeroDivisionError: no variance to plot" in rec.getMessage() and rec.exc_info is not None
+    summary = (out / "report" / "summary.md").read_text()
+    assert "![A good figure](good.png)" in summary and (out / "report" / "good.png").exists()
+    assert "plugin 'badfig' (badfigpkg 0.2): ZeroDivisionError: no variance to plot" in summary
