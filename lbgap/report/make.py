@@ -21,9 +21,19 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from ..registry import get_registry  # noqa: E402
+from ..results.attrs import is_core_variable  # noqa: E402
 from ..results.final import band_over_runs, final_values  # noqa: E402
 
-__all__ = ["make_report", "build_report", "Report", "FigureFailure", "plugin_figures", "final_values", "final_table"]
+__all__ = [
+    "make_report",
+    "build_report",
+    "Report",
+    "FigureFailure",
+    "plugin_figures",
+    "plugin_variables",
+    "final_values",
+    "final_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +67,65 @@ def final_table(ds: xr.Dataset) -> list[dict[str, Any]]:
             row["status"] = sorted(set(np.atleast_1d(ds["status"].sel(sel).values).tolist()))
         rows.append(row)
     return rows
+
+
+def plugin_variables(ds: xr.Dataset) -> tuple[list[str], list[str]]:
+    """The numeric variables written by plugins (not by lbgap itself): those with one value per
+    run or per run and epoch (tabulated by the report), and those with dimensions of their own
+    (``eigen_index``...; left to results.nc)."""
+    run_dims = set(ds["test_accuracy"].dims) if "test_accuracy" in ds else {"seed", "epoch"}
+    run_dims |= {"seed", "epoch"}
+    table, other = [], []
+    for name, da in ds.data_vars.items():
+        if is_core_variable(str(name)) or da.dtype.kind not in "fiu":
+            continue
+        (table if set(da.dims) <= run_dims else other).append(str(name))
+    return sorted(table), sorted(other)
+
+
+def _metric_summary(ds: xr.Dataset, names: list[str]) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """Mean, standard deviation and count over seeds of the final value of ``names``, per arm."""
+    rows: dict[str, dict[str, tuple[float, float, int]]] = {}
+    finals = {n: final_values(ds, n) if "epoch" in ds[n].dims else ds[n] for n in names}
+    for sel in _groups(ds):
+        row = rows.setdefault(_label(sel), {})
+        for name, da in finals.items():
+            v = np.atleast_1d(da.sel({k: x for k, x in sel.items() if k in da.dims}).values).astype(float)
+            v = v[~np.isnan(v)]
+            row[name] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)) if len(v) else (math.nan, math.nan, 0)
+    return rows
+
+
+def _metric_lines(ds: xr.Dataset) -> list[str]:
+    """The report's table of the plugins' metrics (final values, mean ± std over seeds)."""
+    names, other = plugin_variables(ds)
+    if not names and not other:
+        return []
+    lines = ["## Plugin metrics", ""]
+    if names:
+        lines += ["Final values (the last epoch measured), mean ± standard deviation over seeds.", ""]
+        rows = _metric_summary(ds, names)
+        for start in range(0, len(names), 6):  # at most six columns a table
+            chunk = names[start : start + 6]
+            lines += ["| arm | " + " | ".join(f"{n} [{ds[n].attrs.get('units', '1')}]" for n in chunk) + " |",
+                      "|---" * (len(chunk) + 1) + "|"]
+            for label, row in rows.items():
+                cells = " | ".join(_fmt_general(row[n]) for n in chunk)
+                lines.append(f"| {label} | {cells} |")
+            lines.append("")
+        for n in names:
+            attrs = ds[n].attrs
+            src = f"; from {attrs['source']}" if attrs.get("source") else ""
+            lines.append(f"- `{n}`: {attrs.get('long_name', n)} (units: {attrs.get('units', '1')}){src}")
+        lines.append("")
+    if other:
+        lines += [f"With dimensions of their own (see results.nc): {', '.join(f'`{n}`' for n in other)}", ""]
+    return lines
+
+
+def _fmt_general(m: tuple[float, float, int]) -> str:
+    mean, std, n = m
+    return "—" if n == 0 else f"{mean:.4g} ± {std:.2g}"
 
 
 def _band(ax, x: np.ndarray, y: np.ndarray, label: str, color) -> None:
@@ -238,6 +307,7 @@ def build_report(out_dir: Path, registry: Any = None) -> Report:
             f"| {_fmt(row.get('test_loss', (0, 0, 0)), pct=False)} | {row.get('epochs', float('nan')):.0f} | {', '.join(row.get('status', []))} |"
         )
     lines.append("")
+    lines += _metric_lines(ds)
     if "trial" in ds.dims and "objective" in ds:
         order = np.argsort(-np.nan_to_num(ds["objective"].values, nan=-np.inf))
         if ds.attrs.get("optuna_direction") == "minimize":

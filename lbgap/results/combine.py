@@ -133,9 +133,27 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _plugin_names(doc: Any) -> set[str]:
+    """Every ``name:`` value in a spec document (the plugins it selects)."""
+    if isinstance(doc, dict):
+        found = {doc["name"]} if isinstance(doc.get("name"), str) else set()
+        return found.union(*(_plugin_names(v) for v in doc.values()))
+    if isinstance(doc, list):
+        return set().union(*(_plugin_names(v) for v in doc))
+    return set()
+
+
 def study_attrs(study: Any, registry: Any, device: str, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    """Global attributes: spec JSON and hash, versions, device, CF metadata."""
+    """Global attributes: spec JSON and hash, versions, device, CF metadata, and which package
+    (and version) provided each plugin the spec names (``lbgap_plugin_sources_json``, keyed
+    ``kind:name``), so that a missing plugin can later be named with its package."""
     plugins = sorted({(r.origin, r.version) for r in registry.all_records()})
+    spec_json = study.to_json()
+    try:
+        used = _plugin_names(json.loads(spec_json))
+    except (TypeError, ValueError):
+        used = set()
+    sources = registry.provenance(used)
     libs = {d: _version(d) for d in ("torch", "torchvision", "numpy", "xarray", "netCDF4", "optuna", "pydantic", "pluggy")}
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     attrs = {
@@ -145,10 +163,11 @@ def study_attrs(study: Any, registry: Any, device: str, extra: Optional[dict[str
         "history": f"{now}: lbgap study run {study.file}",
         "references": study.header.reproduces,
         "lbgap_study": study.name,
-        "lbgap_spec_json": study.to_json(),
+        "lbgap_spec_json": spec_json,
         "lbgap_spec_sha256": study.spec_hash,
         "lbgap_version": __version__,
         "lbgap_plugins_json": json.dumps({o: v for o, v in plugins}, sort_keys=True),
+        "lbgap_plugin_sources_json": json.dumps(sources, sort_keys=True),
         "lbgap_library_versions_json": json.dumps(libs, sort_keys=True),
         "python_version": platform.python_version(),
         "device": device,

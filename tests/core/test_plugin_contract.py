@@ -313,3 +313,110 @@ import matplotlib.pyplot as plt
     summary = (out / "report" / "summary.md").read_text()
     assert "![A good figure](good.png)" in summary and (out / "report" / "good.png").exists()
     assert "plugin 'badfig' (badfigpkg 0.2): ZeroDivisionError: no variance to plot" in summary
+
+
+# ------------------------------------------------------------------ metric metadata
+
+
+class _NormMetric:
+    every = 1
+    at_end = True
+    outputs = ("layer_norm", "final_margin")
+    attrs = {
+        "layer_norm": {"units": "1", "long_name": "Frobenius norm of the first layer's weights"},
+        "final_margin": {"units": "nat", "long_name": "mean logit margin at the end of training"},
+    }
+
+    def __init__(self, cfg):
+        pass
+
+    def compute(self, ctx):  # pragma: no cover - the outcome below is made by hand
+        return {}
+
+
+class _NormPlugin:
+    @staticmethod
+    @hookimpl
+    def lbgap_register_metrics():
+        return [MetricPlugin(name="norms", config=_OutputsConfig, build=_NormMetric)]
+
+
+def _outcome(key: str, seed: int, norms: list[float]):
+    import torch
+
+    from lbgap.engine.train import TrialOutcome
+    from lbgap.plan import TrainingPlan
+
+    history = {
+        "train_loss": [0.5, 0.4], "test_loss": [0.6, 0.5], "train_accuracy": [0.8, 0.9],
+        "test_accuracy": [0.7, 0.8], "layer_norm": norms,
+    }
+    return TrialOutcome(
+        key=key, seed=seed, status="completed", reason="", plan=TrainingPlan(batch_size=8, lr=0.1, epochs=2),
+        history=history, end={"final_margin": 1.5 + seed}, initial_state={"w": torch.zeros(1)},
+        final_state={"w": torch.ones(1)},
+    )
+
+
+def test_metric_attrs_land_in_the_trial_file_results_and_report(tmp_path):
+    import xarray as xr
+
+    from lbgap.report import build_report
+    from lbgap.results import combine_grid, trial_dataset, write_atomic
+
+    reg = Registry.from_plugins([("norms", _NormPlugin(), "normpkg", "0.7")])
+    metric = reg.build("metric", SimpleNamespace(name="norms"))
+    check_output_names([metric])
+    sources = VariableSources()
+    sources.claim_all(["layer_norm", "final_margin"], metric)
+    declared = variable_attrs_of([metric], sources)
+    paths, cells = {}, []
+    for seed in (0, 1):
+        outcome = _outcome(f"v-{seed}", seed, [2.0 + seed, 3.0 + seed])
+        if seed == 0:
+            ds = trial_dataset(outcome, {"variant": "v", "seed": seed}, declared)
+        else:  # the engine hands the attributes over on the outcome
+            outcome.variable_attrs = declared
+            ds = trial_dataset(outcome, {"variant": "v", "seed": seed})
+        paths[outcome.key] = tmp_path / f"{outcome.key}.nc"
+        write_atomic(ds, paths[outcome.key])
+        cells.append(SimpleNamespace(key=outcome.key, variant="v", point=(), seed=seed))
+    with xr.open_dataset(paths["v-0"]) as trial:
+        assert trial["layer_norm"].attrs == {
+            "units": "1", "long_name": "Frobenius norm of the first layer's weights",
+            "source": "metric 'norms' (normpkg 0.7)",
+        }
+        assert trial["final_margin"].attrs["units"] == "nat"
+        assert trial["test_accuracy"].attrs["long_name"] == "test accuracy (fraction correct)"
+        assert "source" not in trial["test_accuracy"].attrs
+    out = tmp_path / "study"
+    combine_grid(paths, cells, ["variant", "seed"], [1, 2], {"lbgap_study": "norms"}, out / "results.nc")
+    with xr.open_dataset(out / "results.nc") as results:
+        assert results["final_margin"].attrs["long_name"] == "mean logit margin at the end of training"
+        assert results["final_margin"].attrs["source"] == "metric 'norms' (normpkg 0.7)"
+        assert results["layer_norm"].dims == ("variant", "seed", "epoch")
+    summary = build_report(out, reg).path.read_text()
+    assert "## Plugin metrics" in summary
+    assert "| arm | final_margin [nat] | layer_norm [1] |" in summary
+    assert "| v | 2 ± 0.71 | 3.5 ± 0.71 |" in summary
+    assert "- `final_margin`: mean logit margin at the end of training (units: nat); from metric 'norms' (normpkg 0.7)" in summary
+
+
+def test_study_attrs_record_which_package_provided_each_named_plugin():
+    import json
+
+    from lbgap.provenance import missing_plugin_hint
+    from lbgap.results.combine import study_attrs
+
+    reg = Registry.from_plugins([("norms", _NormPlugin(), "normpkg", "0.7")])
+    study = SimpleNamespace(
+        header=SimpleNamespace(description="d", reproduces=""), name="s", file="s.yaml", spec_hash="0",
+        to_json=lambda: json.dumps({"base": {"metrics": [{"name": "norms"}], "model": {"name": "mlp"}}}),
+    )
+    attrs = study_attrs(study, reg, "cpu")
+    recorded = json.loads(attrs["lbgap_plugin_sources_json"])
+    assert recorded == {"metric:norms": {"package": "normpkg", "version": "0.7"}}
+    assert missing_plugin_hint("metric", "norms", attrs["lbgap_plugin_sources_json"]) == (
+        "metric 'norms' was provided by normpkg 0.7: install that package"
+    )
+    assert missing_plugin_hint("model", "mlp", recorded) is None
