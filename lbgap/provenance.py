@@ -65,12 +65,16 @@ def plugin_label(owner: Any) -> str:
 def declared_outputs(metric: Any) -> Optional[frozenset[str]]:
     """The variable names a metric says it writes, or None when it does not say.
 
-    Taken from ``metric.outputs`` (an iterable of names), else from the keys of
-    ``metric.attrs`` if the metric filled them when it was built.
+    Taken from ``metric.outputs`` (a collection of names; a method of that name
+    does not count), else from the keys of ``metric.attrs`` if the metric filled
+    them when it was built.
     """
     outputs = getattr(metric, "outputs", None)
-    if outputs is not None and not isinstance(outputs, str):
-        return frozenset(outputs)
+    if outputs is not None and not callable(outputs) and not isinstance(outputs, str):
+        try:
+            return frozenset(str(o) for o in outputs)
+        except TypeError:  # not a collection of names: the metric declares nothing
+            pass
     attrs = getattr(metric, "attrs", None)
     if isinstance(attrs, Mapping) and attrs:
         return frozenset(attrs)

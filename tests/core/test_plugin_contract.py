@@ -420,3 +420,16 @@ def test_study_attrs_record_which_package_provided_each_named_plugin():
         "metric 'norms' was provided by normpkg 0.7: install that package"
     )
     assert missing_plugin_hint("model", "mlp", recorded) is None
+
+
+def test_declared_outputs_ignore_a_method_named_outputs():
+    from lbgap.provenance import declared_outputs
+
+    class WithMethod:
+        attrs: dict = {}
+
+        def outputs(self, x):
+            return x
+
+    assert declared_outputs(WithMethod()) is None
+    check_output_names([WithMethod()])

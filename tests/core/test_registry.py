@@ -72,6 +72,30 @@ def test_entry_point_that_fails_to_import_is_reported(tmp_path, monkeypatch):
     assert "mnist1d" in reg.of_kind("dataset") and "mlp" in reg.of_kind("model")
 
 
+def test_one_package_visible_twice_is_not_a_clash(tmp_path, monkeypatch):
+    # an editable install and a copy in site-packages: the same distribution, two paths
+    for folder in ("a", "b"):
+        dist = tmp_path / folder / "lbgap_twice-0.1.dist-info"
+        dist.mkdir(parents=True)
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {'lbgap_twice' if folder == 'a' else 'lbgap-twice'}\nVersion: 0.1\n")
+        (dist / "entry_points.txt").write_text("[lbgap]\ntwice = lbgap_twice_plugin\n")
+        monkeypatch.syspath_prepend(str(tmp_path / folder))
+    (tmp_path / "a" / "lbgap_twice_plugin.py").write_text("X = 1\n")
+    reg = load_registry()
+    assert "twice" in reg.packages and not [f for f in reg.failures if f.name == "twice"]
+
+
+def test_two_packages_with_one_entry_point_name_fail_naming_both(tmp_path, monkeypatch):
+    for dist_name in ("firstpkg", "secondpkg"):
+        dist = tmp_path / f"{dist_name}-1.0.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: 1.0\n")
+        (dist / "entry_points.txt").write_text(f"[lbgap]\nshared_name = {dist_name}_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(DuplicatePluginError, match="'shared_name' .* both (firstpkg|secondpkg) .* and (firstpkg|secondpkg)"):
+        load_registry()
+
+
 def test_builtins_come_from_entry_points():
     import importlib.metadata as md
 
