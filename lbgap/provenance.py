@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from types import ModuleType
 from typing import Any, Optional
 
 from .plugin import PluginRecord
@@ -33,6 +34,7 @@ __all__ = [
     "VariableSources",
     "check_output_names",
     "declared_outputs",
+    "hook_label",
     "missing_plugin_hint",
     "plugin_label",
     "variable_attrs_of",
@@ -58,8 +60,24 @@ def plugin_label(owner: Any) -> str:
     if rec is not None:
         package = " ".join(p for p in (rec.origin, rec.version) if p)
         return f"{rec.kind} {rec.name!r}" + (f" ({package})" if package else "")
+    if isinstance(owner, ModuleType):
+        return f"module {owner.__name__}"
     cls = type(owner)
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def hook_label(impl: Any, registry: Any = None) -> str:
+    """How messages and ``source`` name the writer behind one hook implementation (a pluggy
+    ``HookImpl``, from ``pm.hook.<name>.get_hookimpls()``): the plugin that built its object, or
+    the entry point and package that registered its module."""
+    rec = plugin_of(impl.plugin)
+    if rec is not None:
+        return plugin_label(rec)
+    packages = getattr(registry, "packages", {}) if registry is not None else {}
+    if impl.plugin_name in packages:
+        package = " ".join(p for p in packages[impl.plugin_name] if p)
+        return f"plugin {impl.plugin_name!r}" + (f" ({package})" if package else "")
+    return plugin_label(impl.plugin)
 
 
 def declared_outputs(metric: Any) -> Optional[frozenset[str]]:

@@ -16,7 +16,7 @@ import xarray as xr
 from .attrs import variable_attrs
 
 if TYPE_CHECKING:  # pragma: no cover - results do not depend on the engine at run time
-    from ..engine.train import TrialOutcome
+    from ..engine.outcome import TrialOutcome
 
 __all__ = ["trial_dataset", "write_atomic", "save_weights", "weights_dir", "coord_value"]
 

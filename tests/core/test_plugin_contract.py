@@ -344,7 +344,7 @@ class _NormPlugin:
 def _outcome(key: str, seed: int, norms: list[float]):
     import torch
 
-    from lbgap.engine.train import TrialOutcome
+    from lbgap.engine.outcome import TrialOutcome
     from lbgap.plan import TrainingPlan
 
     history = {
@@ -433,3 +433,16 @@ def test_declared_outputs_ignore_a_method_named_outputs():
 
     assert declared_outputs(WithMethod()) is None
     check_output_names([WithMethod()])
+
+
+def test_hook_label_names_the_package_of_a_hook_implementation():
+    import toy_plugins
+
+    from lbgap.provenance import hook_label
+
+    reg = Registry.from_plugins([("norms", _NormPlugin(), "normpkg", "0.7"), ("toy", toy_plugins, "tests", "0")])
+    metric = reg.build("metric", SimpleNamespace(name="norms"))
+    (impl,) = reg.pm.hook.lbgap_register_metrics.get_hookimpls()
+    assert hook_label(impl, reg) == "plugin 'norms' (normpkg 0.7)"
+    assert hook_label(SimpleNamespace(plugin=metric, plugin_name="x"), reg) == "metric 'norms' (normpkg 0.7)"
+    assert hook_label(SimpleNamespace(plugin=toy_plugins, plugin_name="unknown")) == "module toy_plugins"
