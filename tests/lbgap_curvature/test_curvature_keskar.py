@@ -158,18 +158,21 @@ def test_model_sharpness_positive_and_model_untouched():
     assert torch.equal(torch.random.get_rng_state(), rng)
 
 
-def test_zero_gradient_start_uses_random_start():
-    """At an exact critical point the centred search cannot move; a random start can."""
+def test_zero_gradient_start_restarts_from_a_random_point():
+    """At an exact critical point the centred search cannot move (the old false 0, kept
+    with restart_on_stall=False); the stall is detected and a random start reaches the maximum."""
     n = 8
     H = torch.diag(torch.arange(1.0, n + 1, dtype=torch.float64))
     x0 = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     fg = quadratic(H, x0)  # minimum exactly at x0
+    stuck = keskar_sharpness(fg, x0, 1e-2, restart_on_stall=False)
     centre = keskar_sharpness(fg, x0, 1e-2)
     rand = keskar_sharpness(fg, x0, 1e-2, start="random", generator=torch.Generator().manual_seed(0))
     b = 1e-2 * (x0.abs() + 1)
     exact = phi(float(0.5 * (torch.diag(H) * b * b).sum()), 0.0)
-    assert centre.sharpness == 0.0
-    assert rand.sharpness == pytest.approx(exact, rel=1e-6)
+    assert stuck.sharpness == 0.0 and stuck.stalled
+    assert centre.stalled and centre.sharpness == pytest.approx(exact, rel=1e-6)
+    assert not rand.stalled and rand.sharpness == pytest.approx(exact, rel=1e-6)
 
 
 # ------------------------------------------------------------ random-subspace matrices

@@ -162,6 +162,10 @@ class Reparameterized(_CurvatureMetric):
             del model, sub
         return self._arrays(rows, attrs)
 
+    def _nan_outputs(self, ctx: MeasureContext) -> dict[str, Any]:
+        # forward passes only; the inner metrics return their own NaN values
+        return self._compute(ctx)
+
     def _arrays(
         self, rows: dict[str, list[Any]], attrs: dict[str, dict[str, str]]
     ) -> dict[str, xr.DataArray]:

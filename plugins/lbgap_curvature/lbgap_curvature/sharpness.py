@@ -20,10 +20,19 @@ so ``φ ≥ 0``.
 The solver's own stopping tests (``pgtol``, ``ftol``) are off by default:
 near a minimum the gradient is small enough to end the search at once, which
 reports a sharpness of 0 for the wrong reason; only the iteration budget ends it.
+Even so, at (or very near) a critical point the first step is ``∇f`` itself
+(about 1e-10), which changes nothing in floating point, and L-BFGS-B stops
+with no increase found. Such a *stall* — no increase beyond
+:data:`STALL_ULPS` units in the last place of ``f(x)`` — is detected and the
+search is repeated from a uniform random point of the box (seeded); the
+result says so (``stalled``). Precision is the caller's choice:
+``value_and_grad`` is evaluated in the dtype of ``x0`` (the metric plugin
+measures small values again on a float64 copy, see ``docs/metrics.md``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
@@ -41,6 +50,8 @@ __all__ = [
     "as_subspace",
     "keskar_box",
     "negated_objective",
+    "float64_subspace",
+    "stall_tolerance",
 ]
 
 ValueAndGrad = Callable[[torch.Tensor], tuple[float, torch.Tensor]]
@@ -70,7 +81,11 @@ class KeskarResult:
     nfev, nit:
         Function evaluations (each a full-data loss and gradient) and L-BFGS-B iterations.
     message:
-        The solver's termination message.
+        The solver's termination message (both, separated by ``;``, after a restart).
+    stalled:
+        The search from the start point found no increase beyond rounding
+        (:func:`stall_tolerance`); with ``restart_on_stall`` the values come
+        from the better of it and a search from a random point of the box.
     """
 
     sharpness: float
@@ -80,6 +95,20 @@ class KeskarResult:
     nfev: int
     nit: int
     message: str
+    stalled: bool = False
+
+    @classmethod
+    def nan(cls) -> KeskarResult:
+        """A result for a point that could not be measured."""
+        nan = float("nan")
+        return cls(nan, nan, nan, np.empty(0), 0, 0, "not measured")
+
+
+def float64_subspace(A: Optional[Subspace]) -> Optional[Subspace]:
+    """The same ``A`` with a float64 basis (for a float64 copy of the model)."""
+    if A is None:
+        return None
+    return dataclasses.replace(A, basis=A.basis.double())
 
 
 def keskar_box(x0: torch.Tensor, eps: float, A: Matrix = None) -> np.ndarray:
@@ -112,6 +141,52 @@ def negated_objective(
     return fun
 
 
+#: a loss increase of at most this many units in the last place of ``f(x)`` (in the dtype of ``x``) is rounding
+STALL_ULPS = 16
+
+
+def stall_tolerance(base_loss: float, dtype: torch.dtype) -> float:
+    """The largest increase ``f(x + Ay) − f(x)`` that rounding alone can explain (:data:`STALL_ULPS` ulps)."""
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float64).eps
+    return STALL_ULPS * eps * abs(base_loss)
+
+
+class _Best:
+    """The base loss ``f(x)`` (first evaluation at y = 0) and the largest loss seen, with its ``y``."""
+
+    def __init__(self, size: int, base_loss: Optional[float]) -> None:
+        self.f0 = base_loss
+        self.f = -np.inf
+        self.y = np.zeros(size)
+
+    def record(self, f: float, y: np.ndarray) -> None:
+        if self.f0 is None and not np.any(y):
+            self.f0 = f
+        if f > self.f:
+            self.f, self.y = f, y.copy()
+
+    def increase(self) -> float:
+        return max(float(self.f), float(self.f0)) - float(self.f0)
+
+
+def start_point(
+    start: Literal["center", "random"], bound: np.ndarray, generator: torch.Generator
+) -> np.ndarray:
+    """``y = 0`` (``"center"``) or a uniform point of the box drawn from ``generator`` (``"random"``)."""
+    if start == "center":
+        return np.zeros_like(bound)
+    if start == "random":
+        u = torch.rand(len(bound), generator=generator, dtype=torch.float64).numpy()
+        return (2 * u - 1) * bound
+    raise ValueError(f"start must be 'center' or 'random', not {start!r}")
+
+
+def _maximise(fun, y0: np.ndarray, bound: np.ndarray, options: dict) -> scipy.optimize.OptimizeResult:
+    return scipy.optimize.minimize(
+        fun, y0, jac=True, method="L-BFGS-B", bounds=scipy.optimize.Bounds(-bound, bound), options=options
+    )
+
+
 def keskar_sharpness(
     value_and_grad: ValueAndGrad,
     x0: torch.Tensor,
@@ -125,6 +200,7 @@ def keskar_sharpness(
     start: Literal["center", "random"] = "center",
     generator: Optional[torch.Generator] = None,
     base_loss: Optional[float] = None,
+    restart_on_stall: bool = True,
 ) -> KeskarResult:
     """Metric 2.1 of Keskar et al. for the loss ``value_and_grad`` at ``x0``.
 
@@ -151,49 +227,38 @@ def keskar_sharpness(
         box, drawn from ``generator``).
     base_loss:
         ``f(x0)`` if already known (saves one evaluation with a random start).
+    restart_on_stall:
+        When the search finds no increase beyond rounding
+        (:func:`stall_tolerance`), search again from a uniform point of the
+        box drawn from ``generator`` and report the larger maximum, with
+        ``stalled`` set. At (or very near) a critical point the search from
+        ``y = 0`` ends after one step that changes nothing in floating point.
     """
     if eps <= 0:
         raise ValueError("eps must be positive")
     A = as_subspace(A)
     bound = keskar_box(x0, eps, A)
-    best = {"f": -np.inf, "y": np.zeros_like(bound), "f0": base_loss}
-
-    def record(f: float, y: np.ndarray) -> None:
-        if best["f0"] is None and not np.any(y):
-            best["f0"] = f
-        if f > best["f"]:
-            best["f"], best["y"] = f, y.copy()
-
-    fun = negated_objective(value_and_grad, x0, A, record)
-    if start == "center":
-        y0 = np.zeros_like(bound)
-    elif start == "random":
-        gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        u = torch.rand(len(bound), generator=gen, dtype=torch.float64).numpy()
-        y0 = (2 * u - 1) * bound
-    else:
-        raise ValueError(f"start must be 'center' or 'random', not {start!r}")
-    if best["f0"] is None and start != "center":
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    best = _Best(len(bound), base_loss)
+    fun = negated_objective(value_and_grad, x0, A, best.record)
+    y0 = start_point(start, bound, gen)
+    if best.f0 is None and start != "center":
         fun(np.zeros_like(bound))
     options = {"maxiter": maxiter, "gtol": pgtol, "ftol": ftol}
     if maxfun is not None:
         options["maxfun"] = maxfun
-    res = scipy.optimize.minimize(
-        fun,
-        y0,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=scipy.optimize.Bounds(-bound, bound),
-        options=options,
-    )
-    f0 = float(best["f0"])
-    f_max = max(float(best["f"]), f0)
+    runs = [_maximise(fun, y0, bound, options)]
+    stalled = best.increase() <= stall_tolerance(float(best.f0), x0.dtype)
+    if stalled and restart_on_stall:
+        runs.append(_maximise(fun, start_point("random", bound, gen), bound, options))
+    f0 = float(best.f0)
     return KeskarResult(
-        sharpness=100.0 * (f_max - f0) / (1.0 + f0),
+        sharpness=100.0 * best.increase() / (1.0 + f0),
         base_loss=f0,
-        max_loss=f_max,
-        y_best=best["y"],
-        nfev=int(res.nfev),
-        nit=int(res.nit),
-        message=str(res.message),
+        max_loss=f0 + best.increase(),
+        y_best=best.y,
+        nfev=sum(int(r.nfev) for r in runs),
+        nit=sum(int(r.nit) for r in runs),
+        message="; ".join(str(r.message) for r in runs),
+        stalled=bool(stalled),
     )
