@@ -64,6 +64,10 @@ class TrialRun:
     lr_now: Optional[float] = None
     #: set once the trial has ended (its last epoch recorded, or stopped, diverged, pruned)
     done: bool = False
+    #: plugin objects of the other trials of a vectorized group, whose hooks this trial skips
+    others: list[Any] = field(default_factory=list)
+    objects: list[Any] = field(default_factory=list)
+    _callers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -84,6 +88,16 @@ class TrialRun:
             name = f"trial:{self.trial.key}:{i}"
             self.pm.register(obj, name=name)
             self.registered.append(name)
+            self.objects.append(obj)
+
+    def hook(self, name: str) -> Any:
+        """The caller of hook ``name`` for this trial: every implementation but those of the
+        other trials of its group."""
+        if not self.others:
+            return getattr(self.pm.hook, name)
+        if name not in self._callers:
+            self._callers[name] = self.pm.subset_hook_caller(name, remove_plugins=self.others)
+        return self._callers[name]
 
     def close(self) -> None:
         for name in self.registered:
@@ -144,7 +158,7 @@ def end_epoch(run: TrialRun, epoch: int, sums: EpochSums, t_epoch: float) -> boo
     run.last_train_loss = running_loss if run.cfg.eval.train_metrics == "running" else record["train_loss"]
     if not diverged:
         measure_epoch(run, epoch, record)
-    run.pm.hook.lbgap_epoch_end(trial=trial, record=record)
+    run.hook("lbgap_epoch_end")(trial=trial, record=record)
     record["epoch_time"] = time.perf_counter() - t_epoch
     _append_history(run.history, epoch, record)
     if epoch in run.checkpoint_epochs:
@@ -337,7 +351,7 @@ def finish_trial(run: TrialRun) -> TrialOutcome:
     if clash:
         raise ValueError(f"end-of-training values {clash} clash with per-epoch variables of the same name")
     run.trial.status = run.status
-    run.pm.hook.lbgap_trial_end(trial=run.trial, results=run.end)
+    run.hook("lbgap_trial_end")(trial=run.trial, results=run.end)
     return TrialOutcome(
         key=run.trial.key, seed=run.trial.seed, status=run.status, reason=run.reason, plan=run.plan,
         history=run.history, end=run.end, initial_state=run.initial_state, final_state=clone_state(run.model),

@@ -46,6 +46,7 @@ __all__ = [
     "steps_per_epoch",
     "weight_distance",
     "start_trial",
+    "begin_training",
     "train_epoch",
     "TrialRun",
 ]
@@ -105,6 +106,7 @@ def run_trial(
             checkpoint_epochs=checkpoint_epochs, parts=parts, on_epoch=on_epoch,
         )
         try:
+            begin_training(run)
             for epoch in range(1, run.plan.epochs + 1):
                 t_epoch = time.perf_counter()
                 sums = train_epoch(run, epoch, on_step, max_steps)
@@ -129,9 +131,11 @@ def start_trial(
     checkpoint_epochs: Optional[set[int]] = None,
     parts: Optional[Parts] = None,
     on_epoch: Optional[Callable[[int, dict[str, float], TrialContext], None]] = None,
+    others: tuple[Any, ...] = (),
 ) -> TrialRun:
-    """Build the trial's parts, generators and context, register its plugin objects and
-    call ``lbgap_trial_start``."""
+    """Build the trial's parts, generators and context and register its plugin objects
+    (``others``: those of the other trials of a group, whose hooks this trial skips);
+    :func:`begin_training` then starts it."""
     t_start = time.perf_counter()
     parts = parts if parts is not None else build_parts(cfg, seed, registry, device)
     if init_state is not None:
@@ -143,13 +147,18 @@ def start_trial(
         checkpoint_epochs=set(checkpoint_epochs or ()) | set(cfg.checkpoint_epochs), rank=rank, world=world,
     )
     run.register_plugins()
-    hook = run.pm.hook
-    run.want_before = bool(hook.lbgap_before_step.get_hookimpls())
-    run.want_after = bool(hook.lbgap_after_step.get_hookimpls())
-    after_bw = (lambda: hook.lbgap_after_backward(trial=trial)) if hook.lbgap_after_backward.get_hookimpls() else None
-    hook.lbgap_trial_start(trial=trial)
-    _prepare_training(run, after_bw)
+    run.others = list(others)
     return run
+
+
+def begin_training(run: TrialRun) -> None:
+    """Call ``lbgap_trial_start`` and set up what the steps need."""
+    trial = run.trial
+    run.want_before = bool(run.hook("lbgap_before_step").get_hookimpls())
+    run.want_after = bool(run.hook("lbgap_after_step").get_hookimpls())
+    after_bw = run.hook("lbgap_after_backward")
+    run.hook("lbgap_trial_start")(trial=trial)
+    _prepare_training(run, (lambda: after_bw(trial=trial)) if after_bw.get_hookimpls() else None)
 
 
 def _trial_context(cfg, seed, key, parts: Parts, device, rank: int, world: int) -> TrialContext:
@@ -203,17 +212,18 @@ def train_epoch(
     run.model.train()
     perm = epoch_order(run)
     sums = EpochSums.zeros(run.trial.device)
-    trial, hook = run.trial, run.pm.hook
+    trial = run.trial
+    before, after = run.hook("lbgap_before_step"), run.hook("lbgap_after_step")
     for i in range(run.n_steps):
         set_step_lr(run, epoch, i)
         x, y, b = next_batch(run, perm, i)
         if run.want_before:
-            hook.lbgap_before_step(trial=trial, x=x, y=y)
+            before(trial=trial, x=x, y=y)
         loss, correct = train_step(run.step_state, x, y, b, run.settings)
         trial.step += 1
         sums.add(loss, correct, b)
         if run.want_after:
-            hook.lbgap_after_step(trial=trial, loss=loss)
+            after(trial=trial, loss=loss)
         if on_step is not None:
             on_step(trial.step)
         if max_steps is not None and trial.step >= max_steps:

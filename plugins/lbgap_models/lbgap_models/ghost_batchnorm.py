@@ -203,22 +203,110 @@ class GhostBatchNorm(nn.modules.batchnorm._BatchNorm):
     @torch.no_grad()
     def _update_running_stats(self, means: torch.Tensor, variances: torch.Tensor) -> None:
         """Apply the momentum policy to the ghost statistics ``[G, C]``."""
-        G = means.shape[0]
-        eta = float(self.momentum)
-        if self.momentum_policy == "mean":
-            self.running_mean.mul_(1.0 - eta).add_(means.mean(0), alpha=eta)
-            self.running_var.mul_(1.0 - eta).add_(variances.mean(0), alpha=eta)
-            self.num_batches_tracked.add_(1)
-            return
-        step = eta if self.momentum_policy == "per_ghost" else eta / G
-        decay = 1.0 - step
-        # weight of ghost l (1-based) after G sequential updates: step·decay^(G−l)
-        exponents = torch.arange(G - 1, -1, -1, dtype=torch.float64)
-        weights = (step * decay**exponents).to(device=means.device, dtype=means.dtype)
-        keep = decay**G
-        self.running_mean.mul_(keep).add_(weights @ means)
-        self.running_var.mul_(keep).add_(weights @ variances)
-        self.num_batches_tracked.add_(G)
+        _ema_update(
+            self.running_mean, self.running_var, self.num_batches_tracked, means, variances,
+            self.momentum_policy, float(self.momentum),
+        )
+
+    # ------------------------------------------------------------ vectorized trials
+
+    @classmethod
+    def stack_members(cls, members: list[GhostBatchNorm]):
+        """The forward pass of K members' layers over ``[K, B, C]`` inputs (vectorized trials):
+        one native call normalises every ghost batch of every member, and each member's running
+        statistics get the same update as its own layer's, bitwise."""
+        layer = members[0]
+        if not (layer.affine and layer.track_running_stats):
+            return None
+
+        def forward(t: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return _stacked_ghost_forward(layer, t, x)
+
+        return forward
+
+
+@torch.no_grad()
+def _ema_update(
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    num_batches_tracked: torch.Tensor,
+    means: torch.Tensor,
+    variances: torch.Tensor,
+    policy: str,
+    eta: float,
+) -> None:
+    """The running-statistics update of one layer from its ghost statistics ``[G, C]``."""
+    G = means.shape[0]
+    if policy == "mean":
+        running_mean.mul_(1.0 - eta).add_(means.mean(0), alpha=eta)
+        running_var.mul_(1.0 - eta).add_(variances.mean(0), alpha=eta)
+        num_batches_tracked.add_(1)
+        return
+    step = eta if policy == "per_ghost" else eta / G
+    decay = 1.0 - step
+    # weight of ghost l (1-based) after G sequential updates: step·decay^(G−l)
+    exponents = torch.arange(G - 1, -1, -1, dtype=torch.float64)
+    weights = (step * decay**exponents).to(device=means.device, dtype=means.dtype)
+    keep = decay**G
+    running_mean.mul_(keep).add_(weights @ means)
+    running_var.mul_(keep).add_(weights @ variances)
+    num_batches_tracked.add_(G)
+
+
+def _stacked_ghost_forward(layer: GhostBatchNorm, t: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """:meth:`GhostBatchNorm.forward` for K members at once; ``x`` is ``[K, B, C]``."""
+    if x.dim() != 3:
+        raise ValueError(f"stacked GhostBatchNorm expects [K, B, C] inputs, got {tuple(x.shape)}")
+    K, n, C = x.shape
+    g = layer.ghost_size
+    if not layer.training or n <= g:
+        folded = x.transpose(0, 1).reshape(n, K * C)
+        y = F.batch_norm(
+            folded, t["running_mean"].view(-1), t["running_var"].view(-1), t["weight"].reshape(-1),
+            t["bias"].reshape(-1), layer.training, layer.momentum, layer.eps,
+        )
+        if layer.training:
+            t["num_batches_tracked"].add_(1)
+        return y.view(n, K, C).transpose(0, 1)
+    n_full, rem = divmod(n, g)
+    ys, means, variances = [], [], []
+    parts = [(x[:, : n_full * g], n_full)] + ([(x[:, n_full * g :], 1)] if rem else [])
+    for part, ghosts in parts:
+        y, m, v = _stacked_ghosts(layer, t, part, ghosts)
+        ys.append(y)
+        means.append(m)
+        variances.append(v)
+    out = ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)
+    m, v = torch.cat(means, 1), torch.cat(variances, 1)
+    for k in range(K):
+        _ema_update(
+            t["running_mean"][k], t["running_var"][k], t["num_batches_tracked"][k], m[k], v[k],
+            layer.momentum_policy, float(layer.momentum),
+        )
+    return out
+
+
+def _stacked_ghosts(layer: GhostBatchNorm, t: dict[str, torch.Tensor], x: torch.Tensor, G: int):
+    """Normalise ``x`` (``[K, G·g, C]``, G equal ghost batches per member) in one native call;
+    returns the output and each member's ghost means and unbiased variances ``[K, G, C]``."""
+    K, n, C = x.shape
+    g = n // G
+    strided = layer.ghost_layout == "strided" or G == 1
+    if strided:  # member rows (j, l), ghost l = row mod G
+        folded = x.reshape(K, g, G * C).transpose(0, 1).reshape(g, K * G * C)
+    else:
+        folded = x.reshape(K, G, g, C).permute(2, 0, 1, 3).reshape(g, K * G * C)
+    weight = t["weight"].unsqueeze(1).expand(K, G, C).reshape(-1)
+    bias = t["bias"].unsqueeze(1).expand(K, G, C).reshape(-1)
+    dtype = t["running_mean"].dtype
+    mean = torch.zeros(K * G * C, dtype=dtype, device=x.device)
+    var = torch.zeros(K * G * C, dtype=dtype, device=x.device)
+    y = F.batch_norm(folded, mean, var, weight, bias, True, 1.0, layer.eps)
+    if strided:
+        y = y.reshape(g, K, G * C).transpose(0, 1).reshape(K, n, C)
+    else:
+        y = y.reshape(g, K, G, C).permute(1, 2, 0, 3).reshape(K, n, C)
+    return y, mean.view(K, G, C), var.view(K, G, C)
 
 
 class GhostBatchNorm1d(GhostBatchNorm):

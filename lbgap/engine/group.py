@@ -1,0 +1,151 @@
+"""Several trials trained as one stacked model (vectorized trials).
+
+Trials that share the data set, architecture, batch size and step count (the
+seeds of a study arm; grid points that differ only in float settings such as
+the learning rate) train together: each member keeps its own parameters (views
+into the stacked tensors), optimizer, schedule, generators, stopping rules,
+metrics and history, exactly as :func:`lbgap.engine.train.run_trial` would
+build them, and only the forward and backward passes run once for all members
+(:class:`lbgap.engine.stacked.StackedModel`). A member whose trial ends
+(stopped, diverged, pruned, or out of epochs while others train longer) leaves
+the group, which is restacked from the members still training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from ..registry import Registry
+from .context import TrialContext
+from .epoch import EpochSums, TrialRun, end_epoch, finish_trial
+from .outcome import TrialOutcome
+from .parts import Parts, build_parts
+from .stacked import NotStackable, StackedModel
+from .step import apply_update
+from .train import begin_training, deterministic, epoch_order, next_batch, set_step_lr, start_trial
+
+__all__ = ["Member", "run_group", "NotStackable"]
+
+
+@dataclass
+class Member:
+    """One trial of a group: what :func:`run_trial` takes for it."""
+
+    cfg: Any
+    seed: int
+    key: str
+    on_epoch: Optional[Callable[[int, dict[str, float], TrialContext], None]] = None
+    on_step: Optional[Callable[[int], None]] = None
+    checkpoint_epochs: Optional[set[int]] = None
+
+
+def run_group(
+    members: list[Member],
+    *,
+    registry: Registry,
+    device: torch.device,
+    on_done: Optional[Callable[[int, TrialOutcome], None]] = None,
+) -> list[TrialOutcome]:
+    """Train ``members`` as one stacked model; return their outcomes in order.
+
+    ``on_done(i, outcome)`` is called as soon as member ``i`` ends (its file can be
+    written while the others train on). Raises :class:`NotStackable` before any
+    training if the members cannot train together.
+    """
+    parts = [build_parts(m.cfg, m.seed, registry, device) for m in members]
+    _check_compatible(members, parts)
+    StackedModel([p.model for p in parts])  # raises NotStackable before any hook runs
+    outcomes: list[Optional[TrialOutcome]] = [None] * len(members)
+    with deterministic(members[0].cfg.deterministic):
+        runs = [_start(m, p, registry, device) for m, p in zip(members, parts, strict=True)]
+        try:
+            for run in runs:  # each member's hooks skip the other members' plugin objects
+                run.others = [obj for other in runs if other is not run for obj in other.objects]
+                begin_training(run)
+            _train(runs, members, outcomes, on_done)
+        finally:
+            for run in runs:
+                run.close()
+    return [o for o in outcomes if o is not None]
+
+
+def _start(m: Member, parts: Parts, registry: Registry, device: torch.device) -> TrialRun:
+    return start_trial(
+        m.cfg, m.seed, registry=registry, device=device, key=m.key,
+        checkpoint_epochs=m.checkpoint_epochs, parts=parts, on_epoch=m.on_epoch,
+    )
+
+
+def _check_compatible(members: list[Member], parts: list[Parts]) -> None:
+    first = parts[0]
+    for m, p in zip(members, parts, strict=True):
+        if p.plan.batch_size != first.plan.batch_size or p.data.n_train != first.data.n_train:
+            raise NotStackable("members differ in batch size or training-set size")
+        if m.cfg.accumulation_steps != 1:
+            raise NotStackable("gradient accumulation trains one trial at a time")
+
+
+def _train(
+    runs: list[TrialRun], members: list[Member], outcomes: list, on_done: Optional[Callable]
+) -> None:
+    active = list(range(len(runs)))
+    for epoch in range(1, max(r.plan.epochs for r in runs) + 1):
+        group = StackedModel([runs[i].model for i in active])
+        t_epoch = time.perf_counter()
+        sums = _train_epoch([runs[i] for i in active], [members[i] for i in active], group, epoch)
+        still = []
+        for i, s in zip(active, sums, strict=True):
+            if end_epoch(runs[i], epoch, s, t_epoch) or epoch == runs[i].plan.epochs:
+                outcomes[i] = finish_trial(runs[i])
+                if on_done is not None:
+                    on_done(i, outcomes[i])
+            else:
+                still.append(i)
+        active = still
+        if not active:
+            return
+
+
+def _train_epoch(runs: list[TrialRun], members: list[Member], group: StackedModel, epoch: int) -> list[EpochSums]:
+    """One epoch of every member: the stacked forward/backward, each member's own update."""
+    group.train()
+    perms = [epoch_order(r) for r in runs]
+    sums = [EpochSums.zeros(r.trial.device) for r in runs]
+    loss_fn = runs[0].trial.loss_fn
+    count = runs[0].settings.count_correct
+    for i in range(runs[0].n_steps):
+        xs, ys, b = _member_batches(runs, perms, epoch, i)
+        out = group(torch.stack(xs))
+        y = torch.stack(ys)
+        losses = torch.stack([loss_fn(out[k], y[k]) for k in range(len(runs))])
+        losses.sum().backward()
+        losses = losses.detach()
+        correct = (out.detach().argmax(2) == y).sum(1) if count else None
+        group.member_grads()
+        for k, run in enumerate(runs):
+            apply_update(run.step_state, run.settings)
+            run.trial.step += 1
+            sums[k].add(losses[k], correct[k] if correct is not None else None, b)
+            if run.want_after:
+                run.hook("lbgap_after_step")(trial=run.trial, loss=losses[k])
+            if members[k].on_step is not None:
+                members[k].on_step(run.trial.step)
+        group.zero_grad()
+    return sums
+
+
+def _member_batches(runs: list[TrialRun], perms: list[torch.Tensor], epoch: int, i: int):
+    xs, ys, b = [], [], 0
+    for run, perm in zip(runs, perms, strict=True):
+        set_step_lr(run, epoch, i)
+        x, y, b = next_batch(run, perm, i)
+        if run.want_before:
+            run.hook("lbgap_before_step")(trial=run.trial, x=x, y=y)
+        xs.append(x)
+        ys.append(y)
+    return xs, ys, b
