@@ -12,7 +12,8 @@ The algorithms are plain functions usable without a study:
 :mod:`.trace` (Hutchinson), :mod:`.slq` (spectral density), :mod:`.sharpness`
 (Keskar's Metric 2.1), :mod:`.adaptive` (adaptive sharpness),
 :mod:`.interpolation` (parametric plot), :mod:`.reparam` (Dinh et al.'s
-rescalings), :mod:`.noise_scale` (gradient noise scale) and
+rescalings), :mod:`.noise_scale` (gradient noise scale),
+:mod:`.numerics` (NaN with a reason on non-finite models) and
 :mod:`.figures` (plots from a results Dataset).
 """
 

@@ -10,7 +10,12 @@ this package. Shared behaviour (:class:`_CurvatureMetric`):
   ``eval_batch_size``), with the data set's ``eval_transform`` applied;
 * random streams come from local generators seeded by the trial seed, the
   metric's ``seed`` field and the metric's name — the global RNGs are never used;
-* ``precision="float64"`` measures a float64 copy of the model and data.
+* ``precision="float64"`` measures a float64 copy of the model and data;
+* a model with NaN or infinite parameters or buffers, or (for the metrics of
+  the loss at the measured point) a non-finite loss or Hessian-vector product,
+  gives the metric's usual variables filled with NaN, the reason logged, kept
+  in ``nan_reason`` and in each variable's ``comment`` attribute
+  (:mod:`~lbgap_curvature.numerics`), never an exception.
 
 Variable names and their meaning are listed in ``docs/metrics.md``.
 """
