@@ -25,18 +25,25 @@ from .errors import SpecError, SpecIssue
 from .merge import deep_merge, set_path, split_path
 from .model import (
     _KIND_FIELDS,
+    SAFE_NAME,
     EvalConfig,
     SearchConfig,
     StudyHeader,
     TrialConfigBase,
     WarmStart,
+    is_safe_name,
     trial_config_model,
 )
-from .yamlio import LoadedYAML, YAMLSyntaxError, load_yaml
+from .yamlio import MAX_FILE_BYTES, LoadedYAML, YAMLSyntaxError, load_yaml, too_large_message
 
 __all__ = ["Study", "Cell", "load_study", "load_study_text", "RESERVED_DIMS"]
 
 RESERVED_DIMS = ("variant", "seed", "epoch", "trial")
+
+#: a segment of a grid or search path: a setting's name or a list index
+_PATH_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}|[0-9]{1,6}")
+#: integers in a study file fit in 64 bits
+_INT64 = 2**63
 
 
 @dataclass(frozen=True)
@@ -139,14 +146,26 @@ class Study:
 
 def load_study(path: str | Path, registry: Optional[Registry] = None) -> Study:
     """Read and validate a study file. Raises :class:`SpecError`."""
+    return load_study_text(read_study_file(path), str(path), registry)
+
+
+def read_study_file(path: str | Path) -> str:
+    """The text of a study file; its size is checked before it is read
+    (:data:`~lbgap.spec.yamlio.MAX_FILE_BYTES`). Raises :class:`SpecError`."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SpecError([SpecIssue(str(path), 1, "", too_large_message(size))])
+        with p.open("rb") as fh:  # at most one byte more than allowed: a pipe or device may not say its size
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise SpecError([SpecIssue(str(path), 1, "", too_large_message(None))])
+        return raw.decode("utf-8")
     except FileNotFoundError:
         raise SpecError([SpecIssue(str(path), 1, "", "no such file")]) from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([SpecIssue(str(path), 1, "", f"cannot read the file: {exc}")]) from None
-    return load_study_text(text, str(path), registry)
 
 
 def load_study_text(text: str, file: str = "<string>", registry: Optional[Registry] = None) -> Study:
@@ -164,11 +183,14 @@ class _Validator:
         self.reg = reg
         self.issues: list[SpecIssue] = []
         self.model = trial_config_model(reg)
+        self.out_of_range: set[tuple] = set()
 
     # ---------------------------------------------------------- reporting
 
     def add(self, yaml_path: tuple, message: str, *, display: Optional[tuple] = None) -> None:
         shown = display if display is not None else yaml_path
+        if tuple(shown) in self.out_of_range and "out of range" not in message:
+            return  # said once already
         self.issues.append(
             SpecIssue(self.doc.file, self.doc.line_of(yaml_path), ".".join(str(p) for p in shown), message)
         )
@@ -196,20 +218,47 @@ class _Validator:
                 path = fallback + loc
             self.add(where, msg, display=path)
 
+    def add_coerced(self, data: Any, validated: Any, prefix: tuple, *, fallback: tuple = ()) -> None:
+        """Values pydantic accepted only by converting them (``true`` as 1, ``"32"`` as 32,
+        ``1`` as true): the study file must say what it means, as its JSON Schema does."""
+        for loc, message in coerced_values(data, validated):
+            path = prefix + loc
+            if fallback and not self.doc.has(path) and self.doc.has(fallback + loc):
+                path = fallback + loc
+            self.add(path, message)
+
+    def _check_integers(self, node: Any, path: tuple) -> None:
+        """Integers beyond 64 bits, anywhere in the file."""
+        if isinstance(node, dict):
+            for key, value in node.items():
+                self._check_integers(value, path + (key,))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                self._check_integers(value, path + (i,))
+        elif isinstance(node, int) and not isinstance(node, bool) and not -_INT64 <= node < _INT64:
+            self.add(path, f"integer out of range: it must lie in [-2**63, 2**63 - 1] (got {node})")
+            self.out_of_range.add(path)
+
     # -------------------------------------------------------------- steps
 
     def run(self, text: str) -> Study:
         data = self.doc.data
+        self._check_integers(data, ())
         try:
             header = StudyHeader.model_validate(data)
         except ValidationError as exc:
             self.add_pydantic(exc, (), data)
             raise SpecError(self.issues) from None
+        self.add_coerced(data, header, ())
 
         base = header.base
         for name in header.variants:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
-                self.add(("variants", name), f"variant name {name!r} may hold only letters, digits and _.-")
+            if not is_safe_name(name):
+                self.add(
+                    ("variants", name),
+                    f"variant name {name!r} may hold only letters, digits and _.- (at most 100, "
+                    "not starting with . or -)",
+                )
         for path, values in header.grid.items():
             if not values:
                 self.add(("grid", path), "needs at least one value")
@@ -224,6 +273,8 @@ class _Validator:
                 base_cfg = self.model.model_validate(base)
             except ValidationError as exc:
                 self.add_pydantic(exc, ("base",), base)
+            else:
+                self.add_coerced(base, base_cfg, ("base",))
 
         variant_dicts: dict[str, dict[str, Any]] = {}
         variants: dict[str, Any] = {}
@@ -240,6 +291,8 @@ class _Validator:
                 variants[name] = self.model.model_validate(merged)
             except ValidationError as exc:
                 self.add_pydantic(exc, ("variants", name), merged, fallback=("base",))
+            else:
+                self.add_coerced(merged, variants[name], ("variants", name), fallback=("base",))
 
         grid_paths, grid_values = self._check_grid(header, variant_dicts, variants)
         if header.search is not None:
@@ -306,10 +359,8 @@ class _Validator:
         grid_values: dict[str, list[Any]] = {}
         for path, values in header.grid.items():
             ypath = ("grid", path)
-            try:
-                parts = split_path(path)
-            except ValueError as exc:
-                self.add(ypath, str(exc))
+            parts = self._split(ypath, path)
+            if parts is None:
                 continue
             dim = str(parts[-1])
             if dim in RESERVED_DIMS:
@@ -333,7 +384,7 @@ class _Validator:
                         self.add(ypath, f"no such setting: {exc.args[0]}")
                         break
                     try:
-                        self.model.model_validate(cfg)
+                        validated = self.model.model_validate(cfg)
                     except ValidationError as exc:
                         for err in exc.errors(include_url=False):
                             loc = ".".join(str(p) for p in clean_loc(err["loc"], cfg))
@@ -342,10 +393,30 @@ class _Validator:
                                 f"{_message(err, clean_loc(err['loc'], cfg), cfg, self)} (at {loc})",
                             )
                         break
+                    coerced = coerced_values(value, _descend(validated, parts))
+                    if coerced:
+                        for loc, message in coerced:
+                            self.add(ypath + (i,) + loc, message)
+                        break
                 else:
                     continue
                 break  # one report per grid path, not one per variant
         return grid_paths, grid_values
+
+    def _split(self, ypath: tuple, path: str) -> Optional[list[str | int]]:
+        """The segments of a grid or search path, or None (reported) if it is not one."""
+        segments = str(path).split(".")
+        bad = [seg for seg in segments if not _PATH_SEGMENT.fullmatch(seg)]
+        if bad:
+            self.add(
+                ypath,
+                f"{path!r} is not a dotted path of setting names and list indices (bad segment {bad[0]!r})",
+            )
+            return None
+        if segments[-1].isdigit():
+            self.add(ypath, f"{path!r} must end in a setting's name: it names a results dimension")
+            return None
+        return split_path(path)
 
     def _check_search(self, header: StudyHeader, variant_dicts, variants, grid_paths) -> None:
         assert header.search is not None
@@ -357,6 +428,8 @@ class _Validator:
             )
         for path, param in header.search.params.items():
             ypath = ("search", "params", path)
+            if self._split(ypath, path) is None:
+                continue
             if param.type == "categorical":
                 samples = list(param.choices or [])
             elif param.type == "pow2":
@@ -370,7 +443,13 @@ class _Validator:
                     continue
                 for value in samples:
                     try:
-                        self.model.model_validate(set_path(merged, path, value))
+                        validated = self.model.model_validate(set_path(merged, path, value))
+                        coerced = coerced_values(value, _descend(validated, split_path(path)))
+                        if coerced and param.type == "categorical":
+                            loc, message = coerced[0]
+                            where = ".".join(map(str, split_path(path) + list(loc)))
+                            self.add(ypath, f"value {value!r} is not valid here: {message} (at {where})")
+                            return
                     except KeyError as exc:
                         self.add(ypath, f"no such setting: {exc.args[0]}")
                         return
@@ -409,6 +488,71 @@ class _Validator:
 
 
 # ----------------------------------------------------------------- helpers
+
+_MISSING = object()
+
+
+def _child(node: Any, key: Any) -> Any:
+    """``node[key]`` for a validated model, mapping or sequence; ``_MISSING`` if there is none."""
+    if isinstance(node, BaseModel):
+        fields = type(node).model_fields
+        if key in fields:
+            return getattr(node, key)
+        for name, info in fields.items():
+            if info.alias == key or info.validation_alias == key:
+                return getattr(node, name)
+        return _MISSING
+    if isinstance(node, dict):
+        return node.get(key, _MISSING)
+    if isinstance(node, (list, tuple)) and isinstance(key, int) and 0 <= key < len(node):
+        return node[key]
+    return _MISSING
+
+
+def _descend(node: Any, path: Iterable[Any]) -> Any:
+    for key in path:
+        node = _child(node, key)
+        if node is _MISSING:
+            break
+    return node
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "a valid integer"
+    if isinstance(value, float):
+        return "a valid number"
+    return "a string"
+
+
+def coerced_values(data: Any, validated: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+    """``(path, message)`` for each scalar of ``data`` whose validated value is of another
+    kind: a boolean taken as a number (``batch_size: true`` as 1), a string taken as a
+    number (``lr: "0.1"``), a number or string taken as a boolean (``shuffle: 1``)."""
+    out: list[tuple[tuple, str]] = []
+    if validated is _MISSING:
+        return out
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out += coerced_values(value, _child(validated, key), path + (key,))
+    elif isinstance(data, list):
+        if isinstance(validated, (list, tuple)) and len(validated) == len(data):
+            for i, value in enumerate(data):
+                out += coerced_values(value, validated[i], path + (i,))
+    elif isinstance(data, bool):
+        if not isinstance(validated, bool):
+            shown = "true" if data else "false"
+            out.append((path, f"Input should be {_kind(validated)}, not a boolean (got {shown})"))
+    elif isinstance(data, (int, float)):
+        if isinstance(validated, (bool, str)):
+            out.append((path, f"Input should be {_kind(validated)}, not a number (got {data!r})"))
+    elif isinstance(data, str):
+        if isinstance(validated, (bool, int, float)):
+            out.append((path, f"Input should be {_kind(validated)}, not a string (got {data!r})"))
+    return out
+
 
 
 def clean_loc(loc: tuple, data: Any) -> tuple:
@@ -453,12 +597,25 @@ def _message(err: dict, loc: tuple, data: Any, v: _Validator) -> str:
         return f"unknown key {key!r}"
     if typ == "missing":
         return f"required setting {loc[-1]!r} is missing" if loc else "required setting missing"
+    if typ == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == SAFE_NAME:
+        return (
+            "may hold only letters, digits and _.- (at most 100 characters, not starting with . or -) "
+            f"(got {err.get('input')!r})"
+        )
+    if isinstance(err.get("input"), bool) and typ in _NUMBER_CHECKS:
+        return f"Input should be a number, not a boolean (got {'true' if err['input'] else 'false'})"
     if "input" in err and typ not in ("union_tag_invalid", "union_tag_not_found"):
         shown = err["input"]
         if isinstance(shown, (dict, list)):
             return msg
         return f"{msg} (got {shown!r})"
     return msg
+
+
+#: pydantic errors of a number's value (a boolean reaching them was taken as 0 or 1)
+_NUMBER_CHECKS = frozenset(
+    {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of", "finite_number"}
+)
 
 
 def _section_kind(path: tuple, data: Any, reg: Registry) -> Optional[str]:

@@ -4,12 +4,18 @@
 configuration, with one discriminated union per plugin kind keyed on
 ``name``. :class:`StudyHeader` holds the parts of a study file that are not a
 trial configuration (name, variants, grid, seeds, search).
+
+Every model here, and every plugin configuration as the study model holds it,
+takes finite numbers only (``allow_inf_nan=False``: ``.inf`` and ``.nan`` are
+errors). Names that become parts of paths (the study, its variants) match
+:data:`SAFE_NAME`; seeds lie in ``[0, MAX_SEED]``.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import re
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, create_model, field_validator
@@ -26,9 +32,29 @@ __all__ = [
     "StudyHeader",
     "trial_config_model",
     "plugin_config_model",
+    "SAFE_NAME",
+    "MAX_SEED",
+    "Seed",
+    "is_safe_name",
 ]
 
-_STRICT = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+_STRICT = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False)
+
+#: names that become folder or file names (study, variants): letters, digits and ``_.-``, not starting
+#: with ``.`` or ``-`` (so never ``.``, ``..``, a hidden file or an option), at most 100 characters
+SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$"
+_SAFE_NAME_RE = re.compile(SAFE_NAME[:-1] + r"\Z")
+
+#: largest seed: seeds are also used by NumPy and Optuna (below 2**32), and the engine's derived seeds
+#: (``seed * 1_000_003 + k``) then stay far inside torch's 64-bit generator seeds
+MAX_SEED = 2**32 - 1
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+def is_safe_name(name: object) -> bool:
+    """Whether ``name`` matches :data:`SAFE_NAME`."""
+    return isinstance(name, str) and _SAFE_NAME_RE.match(name) is not None
 
 
 class EvalConfig(BaseModel):
@@ -132,7 +158,8 @@ def _named_config(kind: str, name: str, config: type[PluginConfig]) -> type[Base
         __base__=config,
         name=(Literal[name], Field(description=f"the {kind} plugin to use")),
     )
-    model.model_config = {**config.model_config, "title": title}
+    # finite numbers unless the plugin's own configuration says otherwise
+    model.model_config = {"allow_inf_nan": False, **config.model_config, "title": title}
     model.model_rebuild(force=True)
     return model
 
@@ -244,8 +271,8 @@ class SamplerConfig(BaseModel):
 
     type: Literal["tpe", "random", "grid"] = "tpe"
     """Optuna sampler (grid enumerates categorical/pow2 parameters)."""
-    seed: int = 0
-    """Sampler seed (fixed for reproducible searches)."""
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    """Sampler seed (fixed for reproducible searches; a resumed search adds the finished trials to it)."""
 
 
 class PrunerConfig(BaseModel):
@@ -271,7 +298,7 @@ class SearchConfig(BaseModel):
     """Default: maximize accuracy, minimize loss and gap."""
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()
-    n_trials: PositiveInt = 20
+    n_trials: int = Field(20, ge=1, le=1_000_000)
     """Trial budget (over all workers)."""
 
     @property
@@ -286,8 +313,9 @@ class StudyHeader(BaseModel):
 
     model_config = _STRICT
 
-    study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    """Name of the study (letters, digits, ``_.-``)."""
+    study: str = Field(pattern=SAFE_NAME)
+    """Name of the study (letters, digits, ``_.-``; not starting with ``.`` or ``-``): the default output
+    folder is ``runs/<study>``."""
     description: str = ""
     reproduces: str = ""
     """The paper, table or figure this study reproduces, and at what scale."""
@@ -297,8 +325,8 @@ class StudyHeader(BaseModel):
     """Named arms: overrides of ``base`` (deep-merged; a plugin section with a new name replaces the old)."""
     grid: dict[str, list[Any]] = {}
     """Dotted config paths and the values to cross (each becomes a results dimension)."""
-    seeds: list[int] = Field(default=[0], min_length=1)
-    """Seeds; every cell of variants × grid runs once per seed."""
+    seeds: list[Seed] = Field(default=[0], min_length=1)
+    """Seeds (0 to 2³²−1); every cell of variants × grid runs once per seed."""
     search: Optional[SearchConfig] = None
     """An Optuna search instead of (or beside) a grid."""
 

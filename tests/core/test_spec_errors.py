@@ -35,7 +35,7 @@ CASES = [
     ("python-tag", GOOD.replace("epochs: 2", "epochs: !!python/object/apply:os.system ['ls']"), 7, "base.epochs", "tags"),
     ("unknown-top-key", GOOD + "seed: [3]\n", 12, "seed", "unknown key 'seed' (did you mean 'seeds'?)"),
     ("missing-study", GOOD.replace("study: toy\n", ""), 1, "study", "required setting 'study' is missing"),
-    ("bad-study-name", GOOD.replace("study: toy", "study: my study!"), 1, "study", "should match pattern"),
+    ("bad-study-name", GOOD.replace("study: toy", "study: my study!"), 1, "study", "may hold only letters, digits and _.-"),
     ("unknown-base-key", _replace("  epochs: 2\n", "  epochs: 2\n  epocs: 3\n"), 8, "base.epocs", "unknown key 'epocs'"),
     ("negative-batch", _replace("batch_size: 32", "batch_size: -32"), 6, "base.batch_size", "greater than 0 (got -32)"),
     ("zero-epochs", _replace("epochs: 2", "epochs: 0"), 7, "base.epochs", "greater than 0"),
