@@ -109,21 +109,24 @@ def test_eigen_rows_times_lbgap_at_its_defaults_and_the_peers_round_robin(monkey
         order.append("lbgap")
         return real_default(w_, k_)
 
-    def fake(name):
+    def fake(name, reaches=True):
         def solve(w_, k_, setting):
             order.append(name)
-            vals = ref if setting == "tight" else ref * 1.1
+            vals = ref if setting == "tight" and reaches else ref * 1.1
             return solvers.Solve(vals, {"loose": 1, "tight": 2}[setting])
 
         return solvers.Peer(name, lambda k_: ["loose", "tight"], solve, "{}")
 
+    peers = {"p": fake("p"), "bad": fake("bad", reaches=False), "q": fake("q")}
     monkeypatch.setattr(run, "lbgap_default", lbgap)
-    monkeypatch.setattr(run, "PEER_SOLVERS", {"p": fake("p"), "q": fake("q")})
+    monkeypatch.setattr(run, "PEER_SOLVERS", peers)
     rows = run.eigen_rows(w, k, ref, argparse.Namespace(target=1e-4, repeats=3, warmup=1))
-    # calibration: each peer loose then tight; then 1 warm-up + 3 timed rounds of all three
-    assert order == ["p", "p", "q", "q"] + ["lbgap", "p", "q"] * 4
-    assert len(rows) == 3 and "tol=0.001" in rows[0] and "verify_residuals=True" in rows[0]
-    assert all("| tight |" in r for r in rows[1:])
+    # calibration: each peer loose then tight; then 1 warm-up + 3 timed rounds of lbgap and the peers
+    # that reached the target, every one once per round
+    assert order == ["p", "p", "bad", "bad", "q", "q"] + ["lbgap", "p", "q"] * 4
+    assert len(rows) == 4 and "tol=0.001" in rows[0] and "verify_residuals=True" in rows[0]
+    assert "| tight |" in rows[1] and "| tight |" in rows[3]
+    assert "not reached (tight)" in rows[2] and "not comparable" in rows[2]
     lbgap_error = float(rows[0].split("|")[8])
     assert lbgap_error < 1e-4  # the metric's defaults reach the peers' target on this problem
 
@@ -135,3 +138,14 @@ def test_real_peers_reach_the_target_on_a_tiny_problem():
     rows = run.eigen_rows(w, k, ref, argparse.Namespace(target=1e-4, repeats=1, warmup=0))
     assert len(rows) == 1 + len(solvers.PEER_SOLVERS)
     assert not any("not reached" in r for r in rows)
+
+
+def test_sweep_stops_at_a_setting_that_spent_its_budget():
+    tried: list[float] = []
+
+    def solve(tol):
+        tried.append(tol)
+        return solvers.Solve(np.full(1, np.nan if tol < 1e-2 else 2.0), 10)
+
+    choice = solvers.cheapest(solve, [1e-1, 1e-3, 1e-5], np.ones(1), 1e-4)
+    assert tried == [1e-1, 1e-3] and not choice.reached and choice.setting == 1e-3

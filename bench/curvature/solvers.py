@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import importlib
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -212,16 +213,24 @@ class Choice:
     setting: object
     error: float
     reached: bool
+    hvps: int
+    seconds: float  # of this one calibration run, outside the round-robin protocol
 
 
 def cheapest(solve: Callable[[object], Solve], settings: list, ref: np.ndarray, target: float) -> Choice:
-    """The first setting (loose → tight) whose eigenvalues are within ``target`` of ``ref``, else the last."""
-    err = float("nan")
+    """The first setting (loose → tight) whose eigenvalues are within ``target`` of ``ref``, else the last tried.
+
+    The sweep stops at a setting that gave up (NaN eigenvalues: its product
+    budget is spent), since the tighter ones would give up too.
+    """
     for s in settings:
-        err = rel_error(solve(s).eigenvalues, ref)
-        if err <= target:
-            return Choice(s, err, True)
-    return Choice(settings[-1], err, False)
+        start = time.perf_counter()
+        run = solve(s)
+        err = rel_error(run.eigenvalues, ref)
+        choice = Choice(s, err, err <= target, run.hvps, time.perf_counter() - start)
+        if choice.reached or np.isnan(err):
+            break
+    return choice
 
 
 # ---------------------------------------------------------------- reference

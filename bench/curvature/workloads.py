@@ -76,7 +76,7 @@ def _read_idx(path: Path) -> np.ndarray:
         raw = fh.read()
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
 def _mnist(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
