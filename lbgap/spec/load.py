@@ -195,20 +195,35 @@ class _Validator:
             SpecIssue(self.doc.file, self.doc.line_of(yaml_path), ".".join(str(p) for p in shown), message)
         )
 
-    def add_pydantic(self, exc: ValidationError, prefix: tuple, data: Any, *, fallback: tuple = ()) -> None:
+    def add_pydantic(
+        self,
+        exc: ValidationError,
+        prefix: tuple,
+        data: Any,
+        *,
+        fallback: tuple = (),
+        skip: set[tuple] = frozenset(),
+        own_only: bool = False,
+    ) -> None:
         """Map pydantic errors under ``prefix`` (a yaml path) onto the file.
 
         ``fallback``: another yaml prefix tried when the path is absent under
         ``prefix`` (a variant's error whose key comes from ``base``).
+        ``skip``: sections (paths relative to ``prefix``) already reported.
+        ``own_only``: report only errors inside what the file writes under ``prefix``.
         """
         for err in exc.errors(include_url=False):
             loc = clean_loc(err["loc"], data)
+            if any(loc[: len(s)] == s for s in skip):
+                continue
             msg = _message(err, loc, data, self)
             path = prefix + loc
             if err["type"] == "missing":
                 where = prefix + loc[:-1]
             else:
                 where = path
+            if own_only and not (self.doc.has(where) and len(where) > len(prefix)):
+                continue
             if (
                 fallback
                 and not self.doc.has(where)
@@ -244,13 +259,7 @@ class _Validator:
     def run(self, text: str) -> Study:
         data = self.doc.data
         self._check_integers(data, ())
-        try:
-            header = StudyHeader.model_validate(data)
-        except ValidationError as exc:
-            self.add_pydantic(exc, (), data)
-            raise SpecError(self.issues) from None
-        self.add_coerced(data, header, ())
-
+        header = self._header(data)
         base = header.base
         for name in header.variants:
             if not is_safe_name(name):
@@ -264,17 +273,17 @@ class _Validator:
                 self.add(("grid", path), "needs at least one value")
             elif len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
                 self.add(("grid", path), "repeated values")
-        if self.issues:
-            raise SpecError(self.issues)
-        self._check_plugin_names(base, ("base",))
+
+        # unknown plugin names are reported with the installed ones; pydantic's own errors about
+        # those sections are then left out, and every other error is still reported
+        base_bad = self._check_plugin_names(base, ("base",))
         base_cfg = None
-        if not self.issues:
-            try:
-                base_cfg = self.model.model_validate(base)
-            except ValidationError as exc:
-                self.add_pydantic(exc, ("base",), base)
-            else:
-                self.add_coerced(base, base_cfg, ("base",))
+        try:
+            base_cfg = self.model.model_validate(base)
+        except ValidationError as exc:
+            self.add_pydantic(exc, ("base",), base, skip=base_bad)
+        else:
+            self.add_coerced(base, base_cfg, ("base",))
 
         variant_dicts: dict[str, dict[str, Any]] = {}
         variants: dict[str, Any] = {}
@@ -283,16 +292,27 @@ class _Validator:
             override = header.variants.get(name) or {}
             merged = deep_merge(base, override)
             variant_dicts[name] = merged
-            before = len(self.issues)
-            self._check_plugin_names(override, ("variants", name))
-            if len(self.issues) > before or base_cfg is None:
+            if name not in header.variants:
+                if base_cfg is not None:
+                    variants[name] = base_cfg
                 continue
+            bad = self._check_plugin_names(override, ("variants", name))
             try:
-                variants[name] = self.model.model_validate(merged)
+                cfg = self.model.model_validate(merged)
             except ValidationError as exc:
-                self.add_pydantic(exc, ("variants", name), merged, fallback=("base",))
-            else:
-                self.add_coerced(merged, variants[name], ("variants", name), fallback=("base",))
+                self.add_pydantic(
+                    exc,
+                    ("variants", name),
+                    merged,
+                    fallback=("base",),
+                    skip=bad | base_bad,
+                    # base's errors are reported at base, not once more for each variant
+                    own_only=base_cfg is None,
+                )
+                continue
+            self.add_coerced(merged, cfg, ("variants", name), fallback=("base",))
+            if not bad and base_cfg is not None:
+                variants[name] = cfg
 
         grid_paths, grid_values = self._check_grid(header, variant_dicts, variants)
         if header.search is not None:
@@ -312,13 +332,37 @@ class _Validator:
             text=text,
         )
 
-    def _check_plugin_names(self, cfg: dict[str, Any], prefix: tuple) -> None:
-        """Unknown plugin names, with the installed ones and a suggestion."""
+    def _header(self, data: dict[str, Any]) -> StudyHeader:
+        """The validated header; on errors, those are reported and the header is built from the
+        settings that are valid, so that the rest of the file is checked too."""
+        try:
+            header = StudyHeader.model_validate(data)
+        except ValidationError as exc:
+            self.add_pydantic(exc, (), data)
+            bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+            partial = {k: v for k, v in data.items() if k not in bad and k in StudyHeader.model_fields}
+            partial.setdefault("study", "study")
+            try:
+                return StudyHeader.model_validate(partial)
+            except ValidationError:
+                raise SpecError(self.issues) from None  # no base to check
+        self.add_coerced(data, header, ())
+        return header
+
+    def _check_plugin_names(self, cfg: dict[str, Any], prefix: tuple) -> set[tuple]:
+        """Unknown plugin names, with the installed ones and a suggestion. Returns the paths
+        (relative to ``cfg``) of the sections whose plugin is unknown or not named."""
+        bad: set[tuple] = set()
         for field_name, (kind, is_list, _doc) in _KIND_FIELDS.items():
             if field_name in cfg:
-                self._check_section(cfg[field_name], kind, is_list, prefix + (field_name,), nested=False)
+                self._check_section(
+                    cfg[field_name], kind, is_list, prefix + (field_name,), nested=False, bad=bad
+                )
+        return {path[len(prefix) :] for path in bad}
 
-    def _check_section(self, value: Any, kind: str, is_list: bool, path: tuple, *, nested: bool) -> None:
+    def _check_section(
+        self, value: Any, kind: str, is_list: bool, path: tuple, *, nested: bool, bad: set[tuple]
+    ) -> None:
         """The plugin names of one section (a mapping, or a list of them), and of the
         plugins nested in it."""
         items = list(enumerate(value)) if is_list and isinstance(value, list) else [(None, value)]
@@ -334,6 +378,7 @@ class _Validator:
                 self.add(
                     where, f"missing 'name': which {kind} plugin? installed: {', '.join(installed) or 'none'}"
                 )
+                bad.add(where)
             elif not isinstance(name, str) or name not in installed:
                 hint = difflib.get_close_matches(str(name), installed, n=1)
                 extra = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -341,17 +386,19 @@ class _Validator:
                     where + ("name",),
                     f"unknown {kind} plugin {name!r}{extra}; installed: {', '.join(installed) or 'none'}",
                 )
+                bad.add(where)
             else:
                 inner = nested_fields(self.reg.get(kind, name).config)
                 if inner and nested:
                     self.add(
                         where + ("name",), f"{kind} plugin {name!r} holds other plugins and cannot be nested"
                     )
+                    bad.add(where)
                     continue
                 for field_name, sub_kind in inner.items():
                     if field_name in item:
                         self._check_section(
-                            item[field_name], sub_kind, True, where + (field_name,), nested=True
+                            item[field_name], sub_kind, True, where + (field_name,), nested=True, bad=bad
                         )
 
     def _check_grid(self, header: StudyHeader, variant_dicts, variants) -> tuple[dict, dict]:
@@ -386,12 +433,7 @@ class _Validator:
                     try:
                         validated = self.model.model_validate(cfg)
                     except ValidationError as exc:
-                        for err in exc.errors(include_url=False):
-                            loc = ".".join(str(p) for p in clean_loc(err["loc"], cfg))
-                            self.add(
-                                ypath + (i,),
-                                f"{_message(err, clean_loc(err['loc'], cfg), cfg, self)} (at {loc})",
-                            )
+                        self._grid_errors(exc, ypath, parts, i, cfg)
                         break
                     coerced = coerced_values(value, _descend(validated, parts))
                     if coerced:
@@ -402,6 +444,18 @@ class _Validator:
                     continue
                 break  # one report per grid path, not one per variant
         return grid_paths, grid_values
+
+    def _grid_errors(self, exc: ValidationError, ypath: tuple, parts: list, i: int, cfg: dict) -> None:
+        """Errors of the configuration with value ``i`` of a grid path: a path that names no
+        setting is reported at the path, a bad value at the value."""
+        for err in exc.errors(include_url=False):
+            loc = clean_loc(err["loc"], cfg)
+            message = _message(err, loc, cfg, self)
+            if err["type"] == "extra_forbidden" and tuple(parts[: len(loc)]) == loc:
+                self.add(ypath, f"no such setting: {message}")
+                return
+            at = "" if tuple(loc) == tuple(parts) else f" (at {'.'.join(str(p) for p in loc)})"
+            self.add(ypath + (i,), message + at)
 
     def _split(self, ypath: tuple, path: str) -> Optional[list[str | int]]:
         """The segments of a grid or search path, or None (reported) if it is not one."""
@@ -468,12 +522,15 @@ class _Validator:
             if ws is None:
                 continue
             where = ("variants", name, "warm_start") if name in header.variants else ("base", "warm_start")
-            if ws.variant not in variants:
+            declared = list(header.variants) or ["base"]
+            if ws.variant not in declared:
                 self.add(
                     where + ("variant",),
-                    f"warm start from unknown variant {ws.variant!r}; variants: {', '.join(variants)}",
+                    f"warm start from unknown variant {ws.variant!r}; variants: {', '.join(declared)}",
                 )
                 continue
+            if ws.variant not in variants:
+                continue  # the source has errors of its own, reported there
             if ws.variant == name:
                 self.add(where + ("variant",), "a variant cannot warm-start from itself")
                 continue

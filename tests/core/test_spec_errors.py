@@ -53,7 +53,7 @@ CASES = [
     ("seeds-duplicate", _replace("seeds: [0, 1]", "seeds: [1, 1]"), 11, "seeds", "distinct"),
     ("seeds-empty", _replace("seeds: [0, 1]", "seeds: []"), 11, "seeds", "at least 1 item"),
     ("grid-bad-value", GOOD + "grid:\n  batch_size: [16, -4]\n", 13, "grid.batch_size.1", "greater than 0"),
-    ("grid-unknown-path", GOOD + "grid:\n  optimizer.lrr: [0.1]\n", 13, "grid.optimizer.lrr.0", "unknown key 'lrr'"),
+    ("grid-unknown-path", GOOD + "grid:\n  optimizer.lrr: [0.1]\n", 13, "grid.optimizer.lrr", "no such setting: unknown key 'lrr' (did you mean 'lr'?)"),
     ("grid-reserved-dim", GOOD + "grid:\n  model.seed: [1]\n", 13, "grid.model.seed", "reserved"),
     ("grid-empty", GOOD + "grid:\n  batch_size: []\n", 13, "grid.batch_size", "at least one value"),
     ("schedule-milestones", _replace("  epochs: 2\n", "  epochs: 2\n  schedule: {name: multistep, milestones: [5, 3], gamma: 0.1}\n"), 8, "base.schedule", "strictly increasing"),
@@ -108,3 +108,81 @@ def test_variant_with_other_plugin_replaces_section(toy_registry):
     study = load_study_text(text, "ok.yaml", toy_registry)
     assert study.variants["large"].optimizer.name == "adam"
     assert study.variants["large"].optimizer.lr == pytest.approx(1e-3)  # adam's default, not sgd's 0.1
+
+
+def _issues(text: str, registry) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        load_study_text(text, "bad.yaml", registry)
+    return [str(i) for i in info.value.issues]
+
+
+def test_unknown_plugin_does_not_hide_other_errors(toy_registry):
+    text = (
+        _replace("name: tiny_mlp", "name: tiny_mpl")
+        .replace("epochs: 2", "epochs: 0")
+        .replace("large: {batch_size: 128}", "large: {batch_size: -1, optimizer: {name: sgdd}}")
+        + "seed: [3]\n"
+    )
+    issues = _issues(text, toy_registry)
+    expected = [
+        "bad.yaml:12: seed: unknown key 'seed' (did you mean 'seeds'?); allowed: ",
+        "bad.yaml:4: base.model.name: unknown model plugin 'tiny_mpl' (did you mean 'tiny_mlp'?); installed: ",
+        "bad.yaml:7: base.epochs: Input should be greater than 0 (got 0)",
+        "bad.yaml:10: variants.large.optimizer.name: unknown optimizer plugin 'sgdd' (did you mean 'sgd'?); ",
+        "bad.yaml:10: variants.large.batch_size: Input should be greater than 0 (got -1)",
+    ]
+    assert len(issues) == len(expected), issues
+    for issue, start in zip(issues, expected, strict=True):
+        assert issue.startswith(start), (issue, start)
+
+
+def test_header_errors_do_not_hide_the_configuration_errors(toy_registry):
+    text = _replace("study: toy", "study: '..'").replace("seeds: [0, 1]", "seeds: [1, 1]")
+    text = text.replace("{name: sgd, lr: 0.1}", "{name: sgd, lr: .inf}")
+    issues = _issues(text, toy_registry)
+    assert [i.split(": ")[0:2] for i in issues] == [
+        ["bad.yaml:1", "study"],
+        ["bad.yaml:11", "seeds"],
+        ["bad.yaml:5", "base.optimizer.lr"],
+    ]
+
+
+def test_errors_of_base_are_not_repeated_for_each_variant(toy_registry):
+    text = _replace("  batch_size: 32\n", "").replace("large: {batch_size: 128}", "large: {epochs: 0}")
+    issues = _issues(text, toy_registry)
+    assert issues == [
+        "bad.yaml:2: base.batch_size: required setting 'batch_size' is missing",
+        "bad.yaml:9: variants.large.epochs: Input should be greater than 0 (got 0)",
+    ]
+
+
+def test_unknown_plugin_in_one_variant_leaves_the_others_checked(toy_registry):
+    text = _replace("  small: {}", "  small: {model: {name: nope}}").replace(
+        "large: {batch_size: 128}", "large: {model: {width: -3}}"
+    )
+    issues = _issues(text, toy_registry)
+    assert len(issues) == 2
+    assert issues[0].startswith("bad.yaml:9: variants.small.model.name: unknown model plugin 'nope'")
+    assert issues[1].startswith("bad.yaml:10: variants.large.model.width: Input should be greater than 0")
+
+
+def test_warm_start_from_a_variant_with_errors_is_not_called_unknown(toy_registry):
+    text = _replace("  small: {}", "  small: {epochs: 0}").replace(
+        "large: {batch_size: 128}", "large: {warm_start: {variant: small, epochs: 0}}"
+    )
+    assert _issues(text, toy_registry) == ["bad.yaml:9: variants.small.epochs: Input should be greater than 0 (got 0)"]
+
+
+@pytest.mark.parametrize(
+    "grid,expected",
+    [
+        ("optimizer.lrr: [0.1, 0.2]", "bad.yaml:13: grid.optimizer.lrr: no such setting: unknown key 'lrr' (did you mean 'lr'?)"),
+        ("optimzer.lr: [0.1]", "bad.yaml:13: grid.optimzer.lr: no such setting: unknown key 'optimzer' (did you mean 'optimizer'?)"),
+        ("optimizer.lr: [0.1, -1.0]", "bad.yaml:13: grid.optimizer.lr.1: Input should be greater than 0 (got -1.0)"),
+        ("model.width: [4, two]", "bad.yaml:13: grid.model.width.1: Input should be a valid integer, unable to parse string as an integer (got 'two')"),
+    ],
+)
+def test_grid_errors_point_at_the_path_or_the_value(toy_registry, grid, expected):
+    issues = _issues(GOOD + f"grid:\n  {grid}\n", toy_registry)
+    assert len(issues) == 1, issues
+    assert issues[0].startswith(expected), issues
