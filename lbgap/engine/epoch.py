@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 
 from ..metric import MeasureContext
+from ..provenance import VariableSources, hook_label, plugin_label, variable_attrs_of
 from ..schedule import Progress
 from .context import TrialContext
 from .evaluate import evaluate
@@ -37,6 +38,7 @@ class TrialRun:
     parts: Parts
     trial: TrialContext
     pm: Any
+    registry: Any
     t_start: float
     checkpoint_epochs: set[int]
     rank: int = 0
@@ -68,6 +70,8 @@ class TrialRun:
     others: list[Any] = field(default_factory=list)
     objects: list[Any] = field(default_factory=list)
     _callers: dict[str, Any] = field(default_factory=dict)
+    #: the plugin behind every variable a plugin wrote
+    sources: VariableSources = field(default_factory=VariableSources)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -158,7 +162,7 @@ def end_epoch(run: TrialRun, epoch: int, sums: EpochSums, t_epoch: float) -> boo
     run.last_train_loss = running_loss if run.cfg.eval.train_metrics == "running" else record["train_loss"]
     if not diverged:
         measure_epoch(run, epoch, record)
-    run.hook("lbgap_epoch_end")(trial=trial, record=record)
+    collect_hook(run, "lbgap_epoch_end", record=record)
     record["epoch_time"] = time.perf_counter() - t_epoch
     _append_history(run.history, epoch, record)
     if epoch in run.checkpoint_epochs:
@@ -299,6 +303,7 @@ def measure_epoch(run: TrialRun, epoch: int, record: dict[str, float]) -> None:
     for metric in run.parts.metrics:
         if metric.every and epoch % metric.every == 0:
             for name, value in metric.compute(measure_context(run, epoch)).items():
+                run.sources.claim(name, metric)
                 if hasattr(value, "dims"):  # an xarray.DataArray: kept per epoch
                     run.epoch_arrays.setdefault(name, {})[epoch] = value
                 else:
@@ -311,9 +316,12 @@ def measure_end(run: TrialRun) -> None:
         if not metric.at_end:
             continue
         if not metric.every:
-            run.end.update(metric.compute(measure_context(run, None)))
+            values = metric.compute(measure_context(run, None))
+            run.sources.claim_all(values, metric)
+            run.end.update(values)
         elif run.trial.epoch % metric.every != 0 and run.trial.epoch > 0:
             for name, value in metric.compute(measure_context(run, run.trial.epoch)).items():
+                run.sources.claim(name, metric)
                 if hasattr(value, "dims"):
                     run.epoch_arrays.setdefault(name, {})[run.trial.epoch] = value
                 else:
@@ -351,13 +359,59 @@ def finish_trial(run: TrialRun) -> TrialOutcome:
     if clash:
         raise ValueError(f"end-of-training values {clash} clash with per-epoch variables of the same name")
     run.trial.status = run.status
-    run.hook("lbgap_trial_end")(trial=run.trial, results=run.end)
+    collect_hook(run, "lbgap_trial_end", results=run.end)
     return TrialOutcome(
         key=run.trial.key, seed=run.trial.seed, status=run.status, reason=run.reason, plan=run.plan,
         history=run.history, end=run.end, initial_state=run.initial_state, final_state=clone_state(run.model),
         checkpoints=run.checkpoints, epoch_arrays=run.epoch_arrays, wall_time=time.perf_counter() - run.t_start,
         data_description=run.data.description, cut_epoch_loss=run.cut_epoch_loss,
+        variable_attrs=variable_attrs_of(run.parts.metrics, run.sources),
     )
+
+
+def collect_hook(run: TrialRun, name: str, **target: dict[str, Any]) -> None:
+    """Call hook ``name`` one implementation at a time (in pluggy's order) with the trial and the
+    dict it may fill, and record which plugin wrote each key: a key written by two plugins, or a
+    core variable written by a plugin, is an error naming both. An implementation may also
+    return a mapping of values instead of writing into the dict."""
+    caller = run.hook(name)
+    impls = caller.get_hookimpls()
+    (arg, values), = target.items()
+    if any(i.hookwrapper or getattr(i, "wrapper", False) for i in impls):
+        caller(trial=run.trial, **target)  # wrappers need pluggy's own call; no tracing
+        return
+    for impl in reversed(impls):  # pluggy calls the last registered first
+        traced = _TracedDict(values)
+        returned = impl.function(*[{"trial": run.trial, arg: traced}[a] for a in impl.argnames])
+        if isinstance(returned, Mapping):
+            traced.update(returned)
+        if traced.written:
+            label = hook_label(impl, run.registry)
+            owner = impl.plugin if label == plugin_label(impl.plugin) else label
+            for key in sorted(traced.written):
+                run.sources.claim(key, owner)
+        values.update(traced)
+
+
+class _TracedDict(dict):
+    """A copy of a hook's dict that records which keys an implementation writes."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self.written: set[str] = set()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.written.add(key)
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kw: Any) -> None:
+        for key, value in dict(*args, **kw).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
 
 
 def _check_ranks_agree(params: list[torch.Tensor], key: str, epoch: int) -> None:

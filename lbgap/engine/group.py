@@ -120,12 +120,11 @@ def _train_epoch(runs: list[TrialRun], members: list[Member], group: StackedMode
     count = runs[0].settings.count_correct
     for i in range(runs[0].n_steps):
         xs, ys, b = _member_batches(runs, perms, epoch, i)
-        out = group(torch.stack(xs))
-        y = torch.stack(ys)
-        losses = torch.stack([loss_fn(out[k], y[k]) for k in range(len(runs))])
+        out = group(torch.stack(xs, dim=1))
+        losses = torch.stack([loss_fn(out[:, k], ys[k]) for k in range(len(runs))])
         losses.sum().backward()
         losses = losses.detach()
-        correct = (out.detach().argmax(2) == y).sum(1) if count else None
+        correct = (out.detach().argmax(2) == torch.stack(ys, dim=1)).sum(0) if count else None
         group.member_grads()
         for k, run in enumerate(runs):
             apply_update(run.step_state, run.settings)

@@ -42,3 +42,5 @@ class TrialOutcome:
     data_description: str = ""
     #: mean training loss of the steps of the epoch that ``max_steps`` cut short (NaN if none was)
     cut_epoch_loss: float = math.nan
+    #: results attributes of plugin variables: name → {units, long_name, source}
+    variable_attrs: dict[str, dict[str, str]] = field(default_factory=dict)

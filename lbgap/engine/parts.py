@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ..plan import TrainingPlan
+from ..provenance import check_output_names
 from ..registry import Registry
 
 __all__ = ["Parts", "build_parts", "build_plan"]
@@ -45,4 +46,5 @@ def build_parts(cfg: Any, seed: int, registry: Registry, device: torch.device) -
     stopping = [registry.build("stopping", s) for s in cfg.stopping]
     noise = [registry.build("noise", n) for n in cfg.noise]
     metrics = [registry.build("metric", m) for m in cfg.metrics]
+    check_output_names(metrics)  # a declared clash fails before training
     return Parts(data, model, plan, optimizer, schedule, stopping, noise, metrics)

@@ -13,7 +13,9 @@ A layer is stackable when a rule for its type exists: the built-in rules cover
 ``Dropout`` with ``p = 0`` and an inactive :class:`lbgap.nn.NoiseSite`; a plugin's
 layer class declares its own with a ``stack_members(members)`` class method
 returning ``f(tensors, x)``, where ``tensors`` maps the layer's parameter and
-buffer names to the stacked ``[K, ...]`` tensors and ``x`` is ``[K, B, ...]``.
+buffer names to the stacked ``[K, ...]`` tensors and ``x`` is ``[B, K, ...]``
+(batch-major: row ``b`` of every member side by side, so that a batch norm over
+``[B, K·C]`` channels is a view).
 A network that holds any other layer is not stacked (:class:`NotStackable`) and
 its trials train one at a time.
 
@@ -44,7 +46,7 @@ class NotStackable(Exception):
 
 
 class StackedModel:
-    """The members' forward pass over ``[K, B, ...]`` inputs."""
+    """The members' forward pass over ``[B, K, ...]`` inputs."""
 
     def __init__(self, members: list[nn.Module]) -> None:
         self.members = members
@@ -133,9 +135,14 @@ def _rule(group: list[nn.Module]) -> StackedForward:
 
 def _linear(group: list[nn.Module]) -> StackedForward:
     def forward(t: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        if "bias" in t:
-            return torch.baddbmm(t["bias"].unsqueeze(1), x, t["weight"].transpose(1, 2))
-        return torch.bmm(x, t["weight"].transpose(1, 2))
+        weight, bias = t["weight"], t.get("bias")
+        if x.device.type == "cpu":  # one BLAS call per member (strided rows, no copy) beats bmm here
+            biases = bias.unbind(0) if bias is not None else [None] * weight.shape[0]
+            outs = [F.linear(*a) for a in zip(x.unbind(1), weight.unbind(0), biases, strict=True)]
+            return torch.stack(outs, dim=1)
+        xk = x.transpose(0, 1)
+        y = torch.baddbmm(bias.unsqueeze(1), xk, weight.transpose(1, 2)) if bias is not None else xk @ weight.transpose(1, 2)
+        return y.transpose(0, 1)
 
     return forward
 
@@ -146,16 +153,16 @@ def _batchnorm(group: list[nn.Module]) -> Optional[StackedForward]:
         return None
 
     def forward(t: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        K, B, C = x.shape
+        B, K, C = x.shape
         if not bn.training:
             raise NotStackable("a stacked BatchNorm trains only")
-        folded = x.transpose(0, 1).reshape(B, K * C)
+        folded = x.reshape(B, K * C)
         y = F.batch_norm(
             folded, t["running_mean"].view(-1), t["running_var"].view(-1), t["weight"].reshape(-1),
             t["bias"].reshape(-1), True, bn.momentum, bn.eps,
         )
         t["num_batches_tracked"].add_(1)
-        return y.view(B, K, C).transpose(0, 1)
+        return y.view(B, K, C)
 
     return forward
 
@@ -169,7 +176,7 @@ def _noise_site(group: list[nn.Module]) -> StackedForward:
     def forward(t: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         if all(site.noise_fn is None for site in group):
             return x
-        return torch.stack([site(x[k]) for k, site in enumerate(group)])
+        return torch.stack([site(x[:, k]) for k, site in enumerate(group)], dim=1)
 
     return forward
 

@@ -143,7 +143,7 @@ def start_trial(
     rank, world = distributed_rank()
     trial = _trial_context(cfg, seed, key, parts, device, rank, world)
     run = TrialRun(
-        cfg=cfg, parts=parts, trial=trial, pm=registry.pm, on_epoch=on_epoch, t_start=t_start,
+        cfg=cfg, parts=parts, trial=trial, pm=registry.pm, registry=registry, on_epoch=on_epoch, t_start=t_start,
         checkpoint_epochs=set(checkpoint_epochs or ()) | set(cfg.checkpoint_epochs), rank=rank, world=world,
     )
     run.register_plugins()
