@@ -212,7 +212,7 @@ class GhostBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     @classmethod
     def stack_members(cls, members: list[GhostBatchNorm]):
-        """The forward pass of K members' layers over ``[K, B, C]`` inputs (vectorized trials):
+        """The forward pass of K members' layers over ``[B, K, C]`` inputs (vectorized trials):
         one native call normalises every ghost batch of every member, and each member's running
         statistics get the same update as its own layer's, bitwise."""
         layer = members[0]
@@ -254,59 +254,55 @@ def _ema_update(
 
 
 def _stacked_ghost_forward(layer: GhostBatchNorm, t: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """:meth:`GhostBatchNorm.forward` for K members at once; ``x`` is ``[K, B, C]``."""
+    """:meth:`GhostBatchNorm.forward` for K members at once; ``x`` is ``[B, K, C]``."""
     if x.dim() != 3:
-        raise ValueError(f"stacked GhostBatchNorm expects [K, B, C] inputs, got {tuple(x.shape)}")
-    K, n, C = x.shape
+        raise ValueError(f"stacked GhostBatchNorm expects [B, K, C] inputs, got {tuple(x.shape)}")
+    n, K, C = x.shape
     g = layer.ghost_size
     if not layer.training or n <= g:
-        folded = x.transpose(0, 1).reshape(n, K * C)
         y = F.batch_norm(
-            folded, t["running_mean"].view(-1), t["running_var"].view(-1), t["weight"].reshape(-1),
+            x.reshape(n, K * C), t["running_mean"].view(-1), t["running_var"].view(-1), t["weight"].reshape(-1),
             t["bias"].reshape(-1), layer.training, layer.momentum, layer.eps,
         )
         if layer.training:
             t["num_batches_tracked"].add_(1)
-        return y.view(n, K, C).transpose(0, 1)
+        return y.view(n, K, C)
     n_full, rem = divmod(n, g)
     ys, means, variances = [], [], []
-    parts = [(x[:, : n_full * g], n_full)] + ([(x[:, n_full * g :], 1)] if rem else [])
+    parts = [(x[: n_full * g], n_full)] + ([(x[n_full * g :], 1)] if rem else [])
     for part, ghosts in parts:
         y, m, v = _stacked_ghosts(layer, t, part, ghosts)
         ys.append(y)
         means.append(m)
         variances.append(v)
-    out = ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)
-    m, v = torch.cat(means, 1), torch.cat(variances, 1)
+    out = ys[0] if len(ys) == 1 else torch.cat(ys, dim=0)
+    m, v = torch.cat(means, 0), torch.cat(variances, 0)
     for k in range(K):
         _ema_update(
-            t["running_mean"][k], t["running_var"][k], t["num_batches_tracked"][k], m[k], v[k],
-            layer.momentum_policy, float(layer.momentum),
+            t["running_mean"][k], t["running_var"][k], t["num_batches_tracked"][k],
+            m[:, k].contiguous(), v[:, k].contiguous(), layer.momentum_policy, float(layer.momentum),
         )
     return out
 
 
 def _stacked_ghosts(layer: GhostBatchNorm, t: dict[str, torch.Tensor], x: torch.Tensor, G: int):
-    """Normalise ``x`` (``[K, G·g, C]``, G equal ghost batches per member) in one native call;
-    returns the output and each member's ghost means and unbiased variances ``[K, G, C]``."""
-    K, n, C = x.shape
+    """Normalise ``x`` (``[G·g, K, C]``, G equal ghost batches per member) in one native call;
+    returns the output and every ghost batch's mean and unbiased variance, ``[G, K, C]``."""
+    n, K, C = x.shape
     g = n // G
     strided = layer.ghost_layout == "strided" or G == 1
-    if strided:  # member rows (j, l), ghost l = row mod G
-        folded = x.reshape(K, g, G * C).transpose(0, 1).reshape(g, K * G * C)
+    if strided:  # rows (j, l), ghost l = row mod G: channels (l, k, c) are a view
+        folded = x.reshape(g, G * K * C)
     else:
-        folded = x.reshape(K, G, g, C).permute(2, 0, 1, 3).reshape(g, K * G * C)
-    weight = t["weight"].unsqueeze(1).expand(K, G, C).reshape(-1)
-    bias = t["bias"].unsqueeze(1).expand(K, G, C).reshape(-1)
+        folded = x.reshape(G, g, K, C).transpose(0, 1).reshape(g, G * K * C)
+    weight = t["weight"].unsqueeze(0).expand(G, K, C).reshape(-1)
+    bias = t["bias"].unsqueeze(0).expand(G, K, C).reshape(-1)
     dtype = t["running_mean"].dtype
-    mean = torch.zeros(K * G * C, dtype=dtype, device=x.device)
-    var = torch.zeros(K * G * C, dtype=dtype, device=x.device)
+    mean = torch.zeros(G * K * C, dtype=dtype, device=x.device)
+    var = torch.zeros(G * K * C, dtype=dtype, device=x.device)
     y = F.batch_norm(folded, mean, var, weight, bias, True, 1.0, layer.eps)
-    if strided:
-        y = y.reshape(g, K, G * C).transpose(0, 1).reshape(K, n, C)
-    else:
-        y = y.reshape(g, K, G, C).permute(1, 2, 0, 3).reshape(K, n, C)
-    return y, mean.view(K, G, C), var.view(K, G, C)
+    y = y.reshape(n, K, C) if strided else y.reshape(g, G, K, C).transpose(0, 1).reshape(n, K, C)
+    return y, mean.view(G, K, C), var.view(G, K, C)
 
 
 class GhostBatchNorm1d(GhostBatchNorm):
