@@ -53,8 +53,9 @@ def _row(r: CheckResult, search: bool, cuda: bool) -> list[str]:
     return row
 
 
-def print_dry_run(report: DryRunReport, out: Console, err: Console, threads: int) -> None:
-    """The table on ``out``; errors (one line each, the variants named) on ``err``."""
+def print_dry_run(report: DryRunReport, out: Console, err: Console, threads: int, jobs: int = 1) -> None:
+    """The table on ``out``; errors (one line each, the variants named) on ``err``. ``jobs``:
+    the worker processes the run would use (``--jobs``), for the estimate of the whole study."""
     search = report.search_trials is not None
     cuda = report.device.type == "cuda"
     table = Table(title=f"dry run of {report.study.name} on {report.device}", title_justify="left")
@@ -108,6 +109,15 @@ def print_dry_run(report: DryRunReport, out: Console, err: Console, threads: int
         span = format_duration(low) if low == high else f"{format_duration(low)} to {format_duration(high)}"
         capped = " at most" if any(r.check.config.stopping for r in report.results) else ""
         lines.append(f"Whole study ≈{capped} {span} for {n} trial(s) one after another (without metrics).")
+        if jobs > 1 and not search:
+            parallel = format_duration(report.study_seconds(jobs)[0])
+            lines.append(
+                f"With --jobs {jobs}: ≈{capped} {parallel}, {jobs} workers at {threads} thread"
+                f"{'s' if threads > 1 else ''} each, each taking the next trial when free (if the machine "
+                "has a core for every thread; a warm-started trial may wait for its source)."
+            )
+        elif jobs > 1:
+            lines.append(f"--jobs {jobs} does not apply: a search trains one trial at a time.")
     for line in lines:
         out.print(escape(line), highlight=False)
 

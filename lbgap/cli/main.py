@@ -70,15 +70,30 @@ def _load(spec: Path):
 
 
 def _run(
-    study, out_dir: Path, device: str, storage: Optional[str], report: bool, max_trials: Optional[int], nproc: int = 1
+    study,
+    out_dir: Path,
+    device: str,
+    storage: Optional[str],
+    report: bool,
+    max_trials: Optional[int],
+    nproc: int = 1,
+    jobs: Optional[int] = None,
+    threads: int = 1,
 ) -> None:
-    from ..driver.run import FolderBusyError, StudyFolderError, run_study
+    from ..driver.run import FolderBusyError, StudyFolderError, default_jobs, run_study
     from .progress import RichReporter
 
     try:
+        if study.search is not None:
+            if jobs is not None and jobs > 1:
+                err.print("[yellow]note:[/] a search trains its trials one after another; --jobs does not apply")
+            jobs = 1
+        elif jobs is None:
+            jobs = default_jobs(device, threads=threads, storage=storage, nproc=nproc)
         with RichReporter(err) as reporter:
             summary = run_study(
-                study, out_dir, device=device, storage=storage, reporter=reporter, max_trials=max_trials, nproc=nproc
+                study, out_dir, device=device, storage=storage, reporter=reporter, max_trials=max_trials,
+                nproc=nproc, jobs=jobs, threads=threads,
             )
     except (StudyFolderError, FolderBusyError) as exc:
         err.print(f"[red]error:[/] {exc}")
@@ -133,6 +148,12 @@ def study_run(
     report: bool = typer.Option(True, help="Write figures and a summary after the run."),
     max_trials: Optional[int] = typer.Option(None, help="Stop after training this many trials (resume later)."),
     nproc: int = typer.Option(1, min=1, help="Train each trial data-parallel on this many processes (torchrun)."),
+    jobs: Optional[int] = typer.Option(
+        None, "--jobs", "-j", min=1,
+        help="Train this many trials at once, in worker processes sharing the study (default: every core at "
+        "--threads each on the CPU, one per GPU with --device cuda; 1 with --storage or --nproc). "
+        "The results equal those of --jobs 1. A search trains one trial at a time.",
+    ),
     threads: int = typer.Option(
         1, min=1, help="CPU threads for torch. The small networks of these studies train fastest on one; "
         "more threads pay off only for wide layers and large batches on an otherwise idle machine.",
@@ -165,20 +186,25 @@ def study_run(
     if dry_run:
         if nproc > 1:
             err.print("[yellow]note:[/] --dry-run trains in one process; --nproc is ignored")
-        _dry_run(study, device, steps or 2, threads)
+        _dry_run(study, device, steps or 2, threads, jobs, storage, nproc)
         return
-    _run(study, out_dir or Path("runs") / study.name, device, storage, report, max_trials, nproc)
+    _run(study, out_dir or Path("runs") / study.name, device, storage, report, max_trials, nproc, jobs, threads)
 
 
-def _dry_run(study, device: str, steps: int, threads: int) -> None:
+def _dry_run(
+    study, device: str, steps: int, threads: int, jobs: Optional[int] = None, storage: Optional[str] = None,
+    nproc: int = 1,
+) -> None:
     from rich.markup import escape
 
     from ..driver.dryrun import dry_run
-    from ..driver.run import resolve_device
+    from ..driver.run import default_jobs, resolve_device
     from .dryrun import print_dry_run
 
     try:
         dev = resolve_device(device)
+        if jobs is None:  # a search trains one trial at a time: no note unless --jobs was asked for
+            jobs = 1 if study.search is not None else default_jobs(device, threads=threads, storage=storage, nproc=nproc)
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
@@ -193,7 +219,7 @@ def _dry_run(study, device: str, steps: int, threads: int) -> None:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
-    print_dry_run(report, out, err, threads)
+    print_dry_run(report, out, err, threads, jobs=jobs)
     if report.failed:
         raise typer.Exit(EXIT_USAGE)
 
@@ -204,6 +230,9 @@ def study_resume(
     device: str = typer.Option("auto"),
     report: bool = typer.Option(True),
     threads: int = typer.Option(1, min=1, help="CPU threads for torch (see study run)."),
+    jobs: Optional[int] = typer.Option(
+        None, "--jobs", "-j", min=1, help="Trials trained at once, in worker processes (see study run)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Continue an interrupted study without redoing finished trials."""
@@ -216,7 +245,7 @@ def study_resume(
         raise typer.Exit(EXIT_USAGE)
     storage = json.loads(meta.read_text()).get("storage")
     study = _load(spec)
-    _run(study, out_dir, device, storage, report, None)
+    _run(study, out_dir, device, storage, report, None, jobs=jobs, threads=threads)
 
 
 @study_app.command("validate")

@@ -1,4 +1,8 @@
-"""Rich progress bars for ``lbgap study run``: trials, epochs and ETA."""
+"""Rich progress bars for ``lbgap study run``: trials, epochs and ETA.
+
+One bar for the study, and one per running trial: with ``--jobs N`` up to N trials
+run at once, each in its own worker.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,8 @@ class RichReporter:
             transient=False,
         )
         self.study_task = None
-        self.trial_task = None
+        self.trial_tasks: dict[str, Any] = {}  # key → task of each running trial
+        self.trial_totals: dict[str, int] = {}  # key → epochs its bar counts
 
     def __enter__(self) -> RichReporter:
         self.progress.__enter__()
@@ -45,28 +50,40 @@ class RichReporter:
         self.study_task = self.progress.add_task("trials", total=total, completed=done, info="")
 
     def trial_start(self, key: str, epochs: int, steps_per_epoch: int) -> None:
-        if self.trial_task is not None:
-            self.progress.remove_task(self.trial_task)
-        self.trial_task = self.progress.add_task(f"  {key}", total=epochs, info="")
+        self._remove(key)
+        self.trial_tasks[key] = self.progress.add_task(f"  {key}", total=epochs, info="")
+        self.trial_totals[key] = epochs
+
+    def _remove(self, key: str) -> None:
+        self.trial_totals.pop(key, None)
+        task = self.trial_tasks.pop(key, None)
+        if task is not None:
+            self.progress.remove_task(task)
 
     def step(self, key: str, step: int) -> None:
         pass
 
     def epoch_end(self, key: str, epoch: int, record: dict[str, Any]) -> None:
-        if self.trial_task is None:
+        task_id = self.trial_tasks.get(key)
+        if task_id is None:
             return
         acc = record.get("test_accuracy")
         info = f"test acc {acc:.3f}" if acc is not None and acc == acc else ""
-        task = self.progress.tasks[self.progress.task_ids.index(self.trial_task)]
-        total = max(task.total or 0, epoch)
-        self.progress.update(self.trial_task, completed=epoch, total=total, info=info)
+        total = max(self.trial_totals.get(key, 0), epoch)
+        self.trial_totals[key] = total
+        self.progress.update(task_id, completed=epoch, total=total, info=info)
 
     def skipped(self, count: int) -> None:
         if self.study_task is not None and count > 0:
             self.progress.advance(self.study_task, count)
 
     def trial_end(self, key: str, status: str, summary: str) -> None:
+        self._remove(key)
         if self.study_task is not None:
             self.progress.advance(self.study_task)
         style = {"completed": "green", "diverged": "red", "stopped": "yellow", "pruned": "yellow"}.get(status, "white")
         self.progress.console.print(f"[{style}]{status:9s}[/] {key}  {summary}")
+
+    def trial_lost(self, key: str, reason: str) -> None:
+        self._remove(key)
+        self.progress.console.print(f"[red]{'lost':9s}[/] {key}  {reason}; the next run trains it again")

@@ -20,7 +20,7 @@ import torch
 from ..engine.probe import ProbeError, ProbeResult, probe
 from ..spec.load import Study, cell_key
 from ..spec.merge import split_path
-from .run import search_budget
+from .run import queue_order, search_budget
 
 __all__ = ["Check", "CheckResult", "DryRunReport", "plan_checks", "dry_run", "metric_names"]
 
@@ -69,19 +69,42 @@ class DryRunReport:
     def failed(self) -> list[CheckResult]:
         return [r for r in self.results if not r.ok]
 
-    def study_seconds(self) -> Optional[tuple[float, float]]:
-        """Estimated (least, most) seconds of the whole study, trials one after another.
+    def study_seconds(self, jobs: int = 1) -> Optional[tuple[float, float]]:
+        """Estimated (least, most) seconds of the whole study, trials one after another, or
+        with ``jobs`` workers (``lbgap study run --jobs``).
 
         A grid study's estimate is one number (least = most); a search's trials take between
-        its fastest and its slowest probe's estimate. None if a probe failed.
+        its fastest and its slowest probe's estimate. None if a probe failed. With several
+        workers, each takes the next queued trial (in the order a run with workers queues
+        them: :func:`~lbgap.driver.run.queue_order`) when it is free, and is assumed to train as fast as the probe did alone; a search trains one
+        trial at a time whatever ``jobs`` is.
         """
         if self.failed or not self.results:
             return None
         per_trial = [r.result.trial_seconds for r in self.results if r.result is not None]
         if self.search_trials is not None:
             return self.search_trials * min(per_trial), self.search_trials * max(per_trial)
+        if jobs > 1:
+            total = _makespan(self._queued_trial_seconds(), jobs)
+            return total, total
         total = sum(r.check.trials * r.result.trial_seconds for r in self.results if r.result is not None)
         return total, total
+
+    def _queued_trial_seconds(self) -> list[float]:
+        """Each grid cell's estimated seconds, in the order a run queues the cells."""
+        seconds = {g: r.result.trial_seconds for r in self.results if r.result is not None for g in r.check.groups}
+        cells = queue_order(self.study, self.study.cells(), longest_first=True)
+        return [seconds[c.group] for c in cells if c.group in seconds]
+
+
+def _makespan(durations: list[float], jobs: int) -> float:
+    """Seconds until ``jobs`` workers, each taking the next duration when free, are done."""
+    import heapq
+
+    free = [0.0] * jobs
+    for d in durations:
+        heapq.heappush(free, heapq.heappop(free) + d)
+    return max(free)
 
 
 def _signature(cfg: Any) -> str:

@@ -1,4 +1,9 @@
-"""Progress reporting interface between the driver and a user interface."""
+"""Progress reporting interface between the driver and a user interface.
+
+With ``--jobs N`` several trials run at once, one per worker process: the workers
+send their events to the parent, which calls its reporter with them, so a reporter
+sees interleaved events of different keys (one per running trial).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ class Reporter(Protocol):
     def trial_end(self, key: str, status: str, summary: str) -> None: ...
     def skipped(self, count: int) -> None:
         """``count`` planned trainings will not run (the other seeds of a pruned or failed search trial)."""
+
+    def trial_lost(self, key: str, reason: str) -> None:
+        """The trial ``key`` was started but will not end in this run (its worker died)."""
 
 
 class NullReporter:
@@ -34,4 +42,7 @@ class NullReporter:
         pass
 
     def skipped(self, count: int) -> None:
+        pass
+
+    def trial_lost(self, key: str, reason: str) -> None:
         pass

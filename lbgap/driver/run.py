@@ -37,7 +37,7 @@ from ..spec.merge import split_path
 from .progress import NullReporter, Reporter
 from .storage import FolderBusyError, claim_folder, fail_stale_trials, folder_lock, is_embedded, make_storage
 
-__all__ = ["run_study", "resolve_device", "StudyFolderError", "FolderBusyError", "RunSummary"]
+__all__ = ["run_study", "resolve_device", "default_jobs", "StudyFolderError", "FolderBusyError", "RunSummary"]
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -87,7 +87,12 @@ def _prepare_folder(study: Study, out_dir: Path, storage_url: Optional[str]) -> 
         tmp.replace(spec_copy)
 
 
-def _optuna_study(study: Study, out_dir: Path, storage_url: Optional[str], direction: str, **kw) -> optuna.Study:
+def _optuna_study(
+    study: Study, out_dir: Path, storage_url: Optional[str], direction: str, *, fail_stale: bool = True, **kw
+) -> optuna.Study:
+    """Create or load the study's Optuna study. With the embedded storage, the run that holds
+    the folder (``fail_stale``) first fails the trials that a killed run left RUNNING; its
+    workers, which share the storage with it, do not."""
     storage = make_storage(out_dir, storage_url)
     ostudy = optuna.create_study(
         study_name=f"{study.name}-{study.spec_hash[:12]}",
@@ -96,7 +101,7 @@ def _optuna_study(study: Study, out_dir: Path, storage_url: Optional[str], direc
         load_if_exists=True,
         **kw,
     )
-    if is_embedded(storage_url):
+    if fail_stale and is_embedded(storage_url):
         fail_stale_trials(ostudy)
     return ostudy
 
@@ -186,15 +191,52 @@ def _source_key(cell: Cell) -> Optional[str]:
     return cell_key(ws.variant, cell.point, cell.seed) if ws is not None else None
 
 
-def _run_grid(study: Study, runner: _Runner, storage_url: Optional[str], max_trials: Optional[int]) -> RunSummary:
-    cells = study.cells()
-    by_key = {c.key: c for c in cells}
-    needs: dict[str, set[int]] = {}
-    for cell in cells:
-        src = _source_key(cell)
-        if src is not None:
-            needs.setdefault(src, set()).add(cell.config.warm_start.epochs)
-    ostudy = _optuna_study(study, runner.out_dir, storage_url, "maximize")
+@dataclass
+class _GridPlan:
+    """A grid study's cells, and the checkpoints warm-started cells need from their sources."""
+
+    cells: list[Cell]
+    by_key: dict[str, Cell]
+    needs: dict[str, set[int]]
+
+    @classmethod
+    def of(cls, study: Study) -> _GridPlan:
+        cells = study.cells()
+        needs: dict[str, set[int]] = {}
+        for cell in cells:
+            src = _source_key(cell)
+            if src is not None:
+                needs.setdefault(src, set()).add(cell.config.warm_start.epochs)
+        return cls(cells, {c.key: c for c in cells}, needs)
+
+
+def planned_epochs(study: Study, cell: Cell) -> int:
+    """The epochs ``cell`` trains after its regime plugins (regime adaptation lengthens training)."""
+    from ..plan import TrainingPlan
+
+    cfg = cell.config
+    plan = TrainingPlan(batch_size=cfg.batch_size, lr=cfg.optimizer.lr, epochs=cfg.epochs)
+    try:
+        for regime_cfg in cfg.regime:
+            plan = study.registry.build("regime", regime_cfg)(plan)
+    except Exception:  # the trial itself will report a bad regime
+        return cfg.epochs
+    return plan.epochs
+
+
+def queue_order(study: Study, cells: list[Cell], longest_first: bool = False) -> list[Cell]:
+    """The order in which a run queues ``cells``: warm-start sources before the cells that start
+    from them; with ``longest_first`` (several workers), the longest trials (by planned epochs)
+    first within each, so that no worker is left with a long trial at the end while the others
+    idle. The order changes no result: a trial depends only on its configuration and seed."""
+    if not longest_first:
+        return sorted(cells, key=lambda c: (_source_key(c) is not None,))  # sources first, stable
+    epochs = {c.key: planned_epochs(study, c) for c in cells}
+    return sorted(cells, key=lambda c: (_source_key(c) is not None, -epochs[c.key]))
+
+
+def _enqueue_grid(plan: _GridPlan, runner: _Runner, ostudy: optuna.Study, longest_first: bool = False) -> set[str]:
+    """Queue every cell that has no result file and is not queued yet; return the done cells."""
     with folder_lock(runner.out_dir):
         # queued before done: another worker writes a trial's file before it tells Optuna the trial
         # is complete, so a trial that leaves RUNNING between the two reads is seen by the second
@@ -202,26 +244,45 @@ def _run_grid(study: Study, runner: _Runner, storage_url: Optional[str], max_tri
             t.user_attrs.get("cell")
             for t in ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
         }
-        done = {k for k in by_key if runner.trial_path(k).exists()}
-        order = sorted(cells, key=lambda c: (_source_key(c) is not None,))  # sources first, stable
-        for cell in order:
+        done = {k for k in plan.by_key if runner.trial_path(k).exists()}
+        for cell in queue_order(runner.study, plan.cells, longest_first):
             if cell.key not in done and cell.key not in queued:
                 ostudy.enqueue_trial(_cell_params(cell), user_attrs={"cell": cell.key})
-    runner.reporter.study_start(len(cells), len(done))
-    choices = _grid_choices(study, cells)
+    return done
+
+
+def _grid_loop(
+    study: Study,
+    plan: _GridPlan,
+    runner: _Runner,
+    ostudy: optuna.Study,
+    max_trials: Optional[int],
+    taken: Any = None,
+) -> tuple[int, list[str], list[str]]:
+    """Take queued cells and train them until none is left; return (trained, failed, diverged).
+
+    Every worker of a study runs this loop on the shared storage. ``taken`` (a shared
+    ``multiprocessing.Value``) counts the cells the workers of one run have taken, so that
+    ``max_trials`` holds for them together; without it ``max_trials`` counts this loop's trainings.
+    """
+    choices = _grid_choices(study, plan.cells)
     trained, failed, diverged = 0, [], []
-    while max_trials is None or trained < max_trials:
+    while taken is not None or max_trials is None or trained < max_trials:
         # check and take a queued cell in one turn: between the two another worker could take the
         # last one, and ask() would then create a new trial instead of popping a queued one
         with folder_lock(runner.out_dir):
             if not ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 break
+            if taken is not None and max_trials is not None:
+                if taken.value >= max_trials:
+                    break
+                taken.value += 1
             trial = ostudy.ask()
         key = trial.user_attrs.get("cell")
-        if key not in by_key:
+        if key not in plan.by_key:
             ostudy.tell(trial, state=TrialState.FAIL)  # a worker raced us to the last cell anyway
             continue
-        cell = by_key[key]
+        cell = plan.by_key[key]
         for name, values in choices.items():
             trial.suggest_categorical(name, values)
         if runner.trial_path(key).exists():  # another worker finished it
@@ -237,7 +298,7 @@ def _run_grid(study: Study, runner: _Runner, storage_url: Optional[str], max_tri
                     key,
                     {"variant": cell.variant, **dict(cell.point), "seed": cell.seed},
                     init_state=_warm_start_state(runner, cell),
-                    checkpoints=needs.get(key),
+                    checkpoints=plan.needs.get(key),
                 )
         except KeyboardInterrupt:
             ostudy.tell(trial, state=TrialState.FAIL)
@@ -256,6 +317,35 @@ def _run_grid(study: Study, runner: _Runner, storage_url: Optional[str], max_tri
         else:
             value = _final(outcome.history, "test_accuracy")
             ostudy.tell(trial, value if not math.isnan(value) else None, state=None if not math.isnan(value) else TrialState.FAIL)
+    return trained, failed, diverged
+
+
+def _run_grid(
+    study: Study,
+    runner: _Runner,
+    storage_url: Optional[str],
+    max_trials: Optional[int],
+    jobs: int = 1,
+    threads: int = 1,
+) -> RunSummary:
+    plan = _GridPlan.of(study)
+    cells = plan.cells
+    ostudy = _optuna_study(study, runner.out_dir, storage_url, "maximize")
+    pending = len(cells) - sum(runner.trial_path(c.key).exists() for c in cells)
+    workers = min(jobs, pending, max_trials if max_trials is not None else jobs)
+    done = _enqueue_grid(plan, runner, ostudy, longest_first=workers > 1)
+    runner.reporter.study_start(len(cells), len(done))
+    if workers > 1:
+        from .workers import run_workers
+
+        trained, failed, diverged = run_workers(
+            study, runner, storage_url, workers, max_trials, threads,
+            local=lambda taken: _grid_loop(study, plan, runner, ostudy, max_trials, taken),
+        )
+        if is_embedded(storage_url):
+            fail_stale_trials(ostudy)  # the trials of a worker that died; every worker has exited
+    else:
+        trained, failed, diverged = _grid_loop(study, plan, runner, ostudy, max_trials)
     results = None
     all_done = all(runner.trial_path(c.key).exists() for c in cells)
     if all_done:
@@ -550,6 +640,26 @@ def _combine_search(study: Study, runner: _Runner, ostudy: optuna.Study) -> Path
 # ------------------------------------------------------------------- entry
 
 
+def default_jobs(device: str = "auto", *, threads: int = 1, storage: Optional[str] = None, nproc: int = 1) -> int:
+    """Worker processes ``lbgap study run`` starts without ``--jobs``.
+
+    On the CPU, every core this process may use at ``threads`` threads each; one worker per
+    GPU for ``--device cuda`` (or ``auto``) on a machine with several. One where a trial
+    already spans processes (``nproc > 1``) or the storage is a server's (``--storage``:
+    there, workers are started as separate commands).
+    """
+    if nproc > 1 or not is_embedded(storage):
+        return 1
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return torch.cuda.device_count() if dev.index is None else 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, threads))
+
+
 def run_study(
     study: Study,
     out_dir: Path,
@@ -559,6 +669,8 @@ def run_study(
     reporter: Optional[Reporter] = None,
     max_trials: Optional[int] = None,
     nproc: int = 1,
+    jobs: int = 1,
+    threads: int = 1,
 ) -> RunSummary:
     """Run (or continue) ``study`` in ``out_dir`` and return a summary.
 
@@ -566,7 +678,17 @@ def run_study(
     rest remain queued for a later run). ``nproc > 1`` trains every trial
     data-parallel on that many processes launched with ``torchrun`` (grid
     studies, and searches without a pruner).
+
+    ``jobs > 1`` trains up to that many cells of a grid study at once, in worker
+    processes (:mod:`lbgap.driver.workers`) that share the study's storage, each
+    with ``threads`` torch threads; the results are those of ``jobs=1``. A search
+    runs its trials one after another whatever ``jobs`` is: each trial's
+    parameters depend on the results of the trials before it.
     """
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, not {jobs}")
+    if jobs > 1 and nproc > 1:
+        raise ValueError("--jobs and --nproc cannot be combined: choose parallel trials or data-parallel trials")
     if nproc > 1 and study.search is not None and study.search.pruner.type != "none":
         raise ValueError(
             "--nproc trains each trial in separate processes, so a search cannot report every epoch to its "
@@ -578,8 +700,10 @@ def run_study(
     try:
         runner = _Runner(study, out_dir, resolve_device(device), reporter or NullReporter(), nproc=nproc)
         if study.search is not None:
+            if jobs > 1:
+                log.info("a search trains its trials one after another; --jobs %d does not apply", jobs)
             return _run_search(study, runner, storage, max_trials)
-        return _run_grid(study, runner, storage, max_trials)
+        return _run_grid(study, runner, storage, max_trials, jobs=jobs, threads=threads)
     finally:
         if lock is not None:
             lock.close()

@@ -1,4 +1,13 @@
-"""Optuna storages: an embedded journal file by default, an RDB URL for many workers."""
+"""Optuna storages: an embedded journal file by default, an RDB URL for many workers.
+
+The embedded journal ``DIR/optuna.journal`` is shared by the worker processes of
+``lbgap study run --jobs N`` through Optuna's own file lock
+(:class:`~optuna.storages.journal.JournalFileOpenLock`: a lock file created with
+``O_EXCL`` around each append). A worker killed while it holds that lock (a few
+milliseconds per write) leaves the lock file behind; the other workers take it over
+after :data:`JOURNAL_LOCK_GRACE_S` seconds without change (Optuna's grace period), so
+they wait but never hang, and the next run removes it at once (:func:`claim_folder`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +18,23 @@ from typing import Optional
 
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import TrialState
 
-__all__ = ["make_storage", "fail_stale_trials", "is_embedded", "claim_folder", "FolderBusyError", "folder_lock"]
+__all__ = [
+    "make_storage",
+    "fail_stale_trials",
+    "is_embedded",
+    "claim_folder",
+    "FolderBusyError",
+    "folder_lock",
+    "JOURNAL_LOCK_GRACE_S",
+]
 
 log = logging.getLogger(__name__)
+
+#: seconds after which a journal lock file left unchanged (by a killed worker) is taken over
+JOURNAL_LOCK_GRACE_S = 30
 
 
 def is_embedded(url: Optional[str]) -> bool:
@@ -28,11 +48,13 @@ class FolderBusyError(RuntimeError):
 def claim_folder(out_dir: Path):
     """Hold an exclusive lock on ``out_dir`` for this process's lifetime.
 
-    The embedded journal is written by one process at a time. The lock is an
-    ``flock`` on ``out_dir/.lbgap.lock``, which the kernel releases when the
-    process dies, even by ``kill -9``. Once it is held, Optuna's own journal
-    lock files are necessarily stale (left by a killed run) and are removed,
-    and a journal line cut short by the kill is dropped.
+    One run (one process, and the workers it starts) uses an embedded study at a
+    time. The lock is an ``flock`` on ``out_dir/.lbgap.lock``, which the kernel
+    releases when the process dies, even by ``kill -9``; it is not inherited by
+    the workers. Once it is held, no worker of an earlier run is alive (a worker
+    dies with its parent), so Optuna's own journal lock files are necessarily
+    stale (left by a killed run) and are removed, and a journal line cut short
+    by the kill is dropped.
     """
     import fcntl
 
@@ -72,12 +94,13 @@ def folder_lock(out_dir: Path, name: str = ".lbgap.enqueue.lock"):
 
 
 def make_storage(out_dir: Path, url: Optional[str]) -> optuna.storages.BaseStorage:
-    """``url`` None: a journal file inside ``out_dir`` (one process at a time).
-    Otherwise an RDB URL (``postgresql://...``) with heartbeats, so trials of a
+    """``url`` None: a journal file inside ``out_dir``, shared by the workers of one
+    run through Optuna's journal lock. Otherwise an RDB URL (``postgresql://...``) with heartbeats, so trials of a
     worker that died are failed and retried by the others."""
     if is_embedded(url):
         path = Path(out_dir) / "optuna.journal"
-        return JournalStorage(JournalFileBackend(str(path)))
+        lock = JournalFileOpenLock(str(path), grace_period=JOURNAL_LOCK_GRACE_S)
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     import random
     import time
     import warnings
@@ -109,7 +132,8 @@ def fail_stale_trials(study: optuna.Study) -> int:
     """Mark RUNNING trials as FAIL (embedded storage: nobody else runs them).
 
     Called when a run starts on an output folder that an interrupted run
-    (Ctrl-C, kill -9) left behind.
+    (Ctrl-C, kill -9) left behind, before it starts any worker, and by a run
+    with workers once they have all exited (the trials of a worker that died).
     """
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
