@@ -120,8 +120,9 @@ def _train_epoch(runs: list[TrialRun], members: list[Member], group: StackedMode
     count = runs[0].settings.count_correct
     for i in range(runs[0].n_steps):
         xs, ys, b = _member_batches(runs, perms, epoch, i)
-        out = group(torch.stack(xs, dim=1))
-        losses = torch.stack([loss_fn(out[:, k], ys[k]) for k in range(len(runs))])
+        with runs[0].settings.autocast(xs[0].device):
+            out = group(torch.stack(xs, dim=1))
+            losses = torch.stack([loss_fn(out[:, k], ys[k]) for k in range(len(runs))])
         losses.sum().backward()
         losses = losses.detach()
         correct = (out.detach().argmax(2) == torch.stack(ys, dim=1)).sum(0) if count else None

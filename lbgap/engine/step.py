@@ -11,6 +11,7 @@ replaces only its forward and backward pass and keeps the rest per member.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
@@ -35,6 +36,14 @@ class StepSettings:
     count_correct: bool = False
     #: called between the backward pass and clipping (the ``lbgap_after_backward`` hook)
     after_backward: Optional[Callable[[], None]] = None
+    #: forward-pass arithmetic: "fp32", or "bf16" (autocast)
+    precision: str = "fp32"
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """The forward pass's autocast context (a no-op in fp32)."""
+        if self.precision == "bf16":
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
 
 @dataclass
@@ -57,8 +66,9 @@ def train_step(
     """
     correct = torch.zeros((), dtype=torch.long, device=x.device) if s.count_correct else None
     if s.micro == 1 and s.world == 1:
-        out = state.model(x)
-        loss = s.loss_fn(out, y)
+        with s.autocast(x.device):
+            out = state.model(x)
+            loss = s.loss_fn(out, y)
         loss.backward()
         step_loss = loss.detach()
         if correct is not None:
@@ -66,8 +76,9 @@ def train_step(
     else:
         step_loss = torch.zeros((), device=x.device)
         for xm, ym in zip(x.chunk(s.micro), y.chunk(s.micro), strict=False):
-            out = state.model(xm)
-            part = s.loss_fn(out, ym) * (len(ym) / batch)
+            with s.autocast(x.device):
+                out = state.model(xm)
+                part = s.loss_fn(out, ym) * (len(ym) / batch)
             part.backward()
             step_loss += part.detach()
             if correct is not None:

@@ -201,8 +201,20 @@ def _prepare_training(run: TrialRun, after_backward: Optional[Callable[[], None]
     run.settings = StepSettings(
         loss_fn=trial.loss_fn, micro=cfg.accumulation_steps, clip=cfg.grad_clip, world=run.world,
         count_correct=run.data.task == "classification" and cfg.eval.train_metrics == "running",
-        after_backward=after_backward,
+        after_backward=after_backward, precision=getattr(cfg, "precision", "fp32"),
     )
+    if getattr(cfg, "channels_last", False):
+        _to_channels_last(run)
+
+
+def _to_channels_last(run: TrialRun) -> None:
+    """Images and convolution weights in the channels-last memory format (the values are unchanged)."""
+    data = run.data
+    for name in ("train_x", "test_x"):
+        x = getattr(data, name)
+        if x.dim() == 4:
+            setattr(data, name, x.contiguous(memory_format=torch.channels_last))
+    run.model.to(memory_format=torch.channels_last)
 
 
 def train_epoch(

@@ -116,6 +116,12 @@ class TrialConfigBase(BaseModel):
     """Initialise from another variant's weights (the driver runs that trial first)."""
     deterministic: bool = True
     """Use deterministic kernels where PyTorch has them."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Arithmetic of the training forward pass: fp32, or bf16 autocast (matrix products and
+    convolutions in bfloat16, reductions and the loss in float32). Evaluation stays in fp32."""
+    channels_last: bool = False
+    """Keep images and convolution weights in the channels-last memory format (faster convolutions
+    on GPUs with tensor cores); no effect on networks without 4-D inputs."""
 
     @field_validator("checkpoint_epochs")
     @classmethod
@@ -228,10 +234,39 @@ def _validate(tp: Any, value: Any) -> Any:
 # ----------------------------------------------------------------- the header
 
 
+_POWERS_OF_TWO = [2**k for k in range(63)]
+
+
 class SearchParam(BaseModel):
     """One searched parameter: a distribution over a dotted config path."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(
+        **_STRICT,
+        # the checks of model_post_init that JSON Schema can say (not low < high, nor labels ~ choices)
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"type": {"enum": ["float", "int", "pow2"]}}},
+                    "then": {
+                        "required": ["low", "high"],
+                        "properties": {"low": {"type": "number"}, "high": {"type": "number"}, "choices": {"type": "null"}},
+                    },
+                },
+                {
+                    "if": {"properties": {"type": {"const": "categorical"}}},
+                    "then": {"required": ["choices"], "properties": {"choices": {"type": "array", "minItems": 1}}},
+                },
+                {
+                    "if": {"required": ["log"], "properties": {"log": {"const": True}}},
+                    "then": {"properties": {"low": {"exclusiveMinimum": 0}}},
+                },
+                {
+                    "if": {"properties": {"type": {"const": "pow2"}}},
+                    "then": {"properties": {"low": {"enum": _POWERS_OF_TWO}, "high": {"enum": _POWERS_OF_TWO}}},
+                },
+            ]
+        },
+    )
 
     type: Literal["float", "int", "categorical", "pow2"]
     """float/int: a range; categorical: a list of choices; pow2: powers of two in [low, high]."""
@@ -316,6 +351,10 @@ class StudyHeader(BaseModel):
     study: str = Field(pattern=SAFE_NAME)
     """Name of the study (letters, digits, ``_.-``; not starting with ``.`` or ``-``): the default output
     folder is ``runs/<study>``."""
+    extends: Optional[str] = None
+    """Another study file (a path relative to this one's folder) that this file overrides, with the
+    same deep-merge rules as a variant has over ``base``; chains are allowed. A loaded study holds the
+    resolved result (this field is then empty)."""
     description: str = ""
     reproduces: str = ""
     """The paper, table or figure this study reproduces, and at what scale."""
@@ -329,6 +368,10 @@ class StudyHeader(BaseModel):
     """Seeds (0 to 2³²−1); every cell of variants × grid runs once per seed."""
     search: Optional[SearchConfig] = None
     """An Optuna search instead of (or beside) a grid."""
+    vectorize: Literal["auto", "off"] = "auto"
+    """Train trials that share data set, architecture, batch size and length as one stacked model
+    (``auto``: where every plugin supports it and it is faster on the device; ``off``: one at a time).
+    The numbers are the same either way."""
 
     @field_validator("seeds")
     @classmethod

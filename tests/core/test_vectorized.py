@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lbgap.engine.group import Member, NotStackable, run_group
-from lbgap.engine.train import run_trial
+from lbgap.engine.train import begin_training, run_trial, start_trial
 from lbgap.registry import get_registry
 from lbgap.spec import load_study_text
 
@@ -126,3 +126,42 @@ def test_unstackable_layers_are_refused_before_training(study):
     dropout = load_study_text(text, "vec.yaml", get_registry())
     with pytest.raises(NotStackable, match="Dropout"):
         _group(dropout, [("bn", 0), ("bn", 1)])
+
+
+def test_bf16_autocast_members_equal_their_sequential_trials(study):
+    text = SPEC.replace("  epochs: 3\n", "  epochs: 2\n  precision: bf16\n", 1)
+    bf16 = load_study_text(text, "vec.yaml", get_registry())
+    group = _group(bf16, [("bn", 0), ("bn", 1)])
+    for seed, outcome in zip((0, 1), group, strict=True):
+        _assert_same(outcome, _sequential(bf16, "bn", seed))
+    fp32 = _sequential(study, "bn", 0)
+    assert group[0].history["train_loss"][0] != fp32.history["train_loss"][0]  # bf16 really ran
+    assert abs(group[0].history["train_loss"][0] - fp32.history["train_loss"][0]) < 0.05
+
+
+def test_channels_last_trains_the_same_network():
+    text = """\
+study: cl
+base:
+  dataset: {name: digits, shape: image}
+  model: {name: c1, variant: hoffer, dense_dropout: 0.0}
+  optimizer: {name: sgd, lr: 0.01}
+  batch_size: 128
+  epochs: 1
+"""
+    reg = get_registry()
+    plain = load_study_text(text, "cl.yaml", reg)
+    cl = load_study_text(text.replace("epochs: 1\n", "epochs: 1\n  channels_last: true\n"), "cl.yaml", reg)
+    a = run_trial(plain.resolve("base", {}), 0, registry=reg, device=CPU)
+    b = run_trial(cl.resolve("base", {}), 0, registry=reg, device=CPU)
+    assert b.status == "completed"
+    run = start_trial(cl.resolve("base", {}), 0, registry=reg, device=CPU, key="cl")
+    try:
+        begin_training(run)
+        assert run.data.train_x.is_contiguous(memory_format=torch.channels_last)
+        conv = next(p for p in run.model.parameters() if p.dim() == 4)
+        assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    finally:
+        run.close()
+    assert b.history["train_loss"][0] == pytest.approx(a.history["train_loss"][0], rel=1e-4)
+    assert b.history["test_accuracy"][0] == pytest.approx(a.history["test_accuracy"][0], abs=0.01)
