@@ -159,7 +159,7 @@ base:
     try:
         begin_training(run)
         assert run.data.train_x.is_contiguous(memory_format=torch.channels_last)
-        conv = next(p for p in run.model.parameters() if p.dim() == 4)
+        conv = [p for p in run.model.parameters() if p.dim() == 4][-1]  # 64 input channels
         assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     finally:
         run.close()
