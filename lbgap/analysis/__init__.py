@@ -1,0 +1,33 @@
+"""Analyses of finished studies that need no training: model fits and their figures.
+
+* :mod:`lbgap.analysis.critical_batch`: McCandlish et al.'s model of steps and
+  examples to a target against batch size, fitted to measured steps (S_min,
+  E_min, the critical batch size B_crit, bootstrap intervals) and the
+  perfect-scaling / diminishing-returns / no-gain regimes;
+* :mod:`lbgap.analysis.figures`: steps to target against batch size on log–log
+  axes with the fit, the perfect-scaling line, B_crit, B_simple and the regimes.
+
+See ``docs/batch-science.md``.
+"""
+
+from __future__ import annotations
+
+from .critical_batch import (
+    REGIMES,
+    CriticalBatchFit,
+    examples_model,
+    fit_critical_batch,
+    regime_bounds,
+    regime_of,
+    steps_model,
+)
+
+__all__ = [
+    "REGIMES",
+    "CriticalBatchFit",
+    "examples_model",
+    "fit_critical_batch",
+    "regime_bounds",
+    "regime_of",
+    "steps_model",
+]
