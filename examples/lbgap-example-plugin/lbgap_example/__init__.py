@@ -8,8 +8,7 @@ import torch
 from pydantic import Field, PositiveFloat
 from torch import nn
 
-from lbgap import hookimpl
-from lbgap.plugin import MetricPlugin, ModelPlugin, PluginConfig
+from lbgap.api import MetricPlugin, ModelPlugin, PluginConfig, hookimpl
 
 
 class SoftmaxRegressionConfig(PluginConfig):

@@ -19,8 +19,7 @@ rescalings), :mod:`.noise_scale` (gradient noise scale),
 
 from __future__ import annotations
 
-from lbgap import hookimpl
-from lbgap.plugin import MetricPlugin
+from lbgap.api import MetricPlugin, hookimpl
 
 from .metrics import METRIC_CLASSES
 from .reparameterized import Reparameterized

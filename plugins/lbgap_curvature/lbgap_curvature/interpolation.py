@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lbgap.nn import batchnorm_layers
+from lbgap.api import batchnorm_layers
 
 from .flat import ParamLayout
 from .loss import EvalBatches, LossFn, ModelObjective

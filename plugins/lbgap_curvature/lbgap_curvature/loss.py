@@ -22,8 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from lbgap.data import InMemoryData
-from lbgap.nn import bn_eval_mode
+from lbgap.api import InMemoryData, bn_eval_mode
 
 from .flat import ParamLayout
 

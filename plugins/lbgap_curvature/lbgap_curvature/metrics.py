@@ -34,8 +34,7 @@ import torch
 import xarray as xr
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from lbgap.metric import MeasureContext
-from lbgap.plugin import PluginConfig
+from lbgap.api import MeasureContext, PluginConfig
 
 from . import distance as dist
 from .adaptive import AdaptiveSharpnessResult, adaptive_average_case, adaptive_worst_case

@@ -30,11 +30,7 @@ import torch
 import xarray as xr
 from pydantic import Field, PositiveFloat, model_validator
 
-from lbgap.data import InMemoryData
-from lbgap.metric import MeasureContext
-from lbgap.nn import bn_eval_mode
-from lbgap.plugin import Nested
-from lbgap.results.attrs import variable_attrs
+from lbgap.api import InMemoryData, MeasureContext, Nested, bn_eval_mode, variable_attrs
 
 from .loss import EvalBatches
 from .metrics import MeasurementConfig, _CurvatureMetric

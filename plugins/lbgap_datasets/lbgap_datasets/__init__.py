@@ -20,8 +20,7 @@ downloaded unless ``download: true``. On-device batch transforms live in
 
 from __future__ import annotations
 
-from lbgap import hookimpl
-from lbgap.plugin import DatasetPlugin
+from lbgap.api import DatasetPlugin, hookimpl
 
 from .digits import DigitsConfig, build_digits
 from .mnist1d import MNIST1DConfig, build_mnist1d

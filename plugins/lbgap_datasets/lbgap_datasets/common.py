@@ -9,7 +9,7 @@ from typing import Literal, Optional, Union
 import torch
 from pydantic import Field, PositiveInt
 
-from lbgap.plugin import PluginConfig
+from lbgap.api import PluginConfig
 
 __all__ = [
     "DATA_ENV_VAR",

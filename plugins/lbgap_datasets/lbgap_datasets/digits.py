@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from lbgap.data import InMemoryData
-from lbgap.plugin import PluginConfig
+from lbgap.api import InMemoryData, PluginConfig
 
 from .common import DataSeed, resolve_seed
 

@@ -15,8 +15,7 @@ from typing import ClassVar, Literal, Optional
 import torch
 from pydantic import Field, NonNegativeInt, model_validator
 
-from lbgap.data import BatchTransform
-from lbgap.plugin import PluginConfig
+from lbgap.api import BatchTransform, PluginConfig
 
 from .transforms import Compose, RandomHorizontalFlip, RandomPadCrop, channel_view
 

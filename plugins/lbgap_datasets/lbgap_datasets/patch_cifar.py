@@ -71,7 +71,7 @@ import numpy as np
 import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from lbgap.data import InMemoryData
+from lbgap.api import InMemoryData
 
 from .common import DataSeed, data_root, describe_subset, resolve_seed, subset_indices
 from .image_options import NormalizationOptions, images_to_float

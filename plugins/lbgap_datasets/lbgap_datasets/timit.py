@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from pydantic import PositiveInt
 
-from lbgap.data import InMemoryData
+from lbgap.api import InMemoryData
 
 from .common import (
     DATA_ENV_VAR,

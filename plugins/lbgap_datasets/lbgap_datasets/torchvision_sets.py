@@ -14,7 +14,7 @@ from typing import ClassVar, Literal, Optional
 
 import torch
 
-from lbgap.data import InMemoryData
+from lbgap.api import InMemoryData
 
 from .common import SubsetConfig, data_root, describe_subset, resolve_seed, subset_indices
 from .image_options import IMAGENET_MEAN, IMAGENET_STD, ImageOptions, augmentation_transform, images_to_float

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from lbgap.data import BatchTransform
+from lbgap.api import BatchTransform
 
 __all__ = [
     "Compose",

@@ -20,8 +20,7 @@ Every BatchNorm model takes ``norm: batchnorm | ghost | none`` with
 
 from __future__ import annotations
 
-from lbgap import hookimpl
-from lbgap.plugin import ModelPlugin
+from lbgap.api import ModelPlugin, hookimpl
 
 from .ghost_batchnorm import GhostBatchNorm, GhostBatchNorm1d, GhostBatchNorm2d
 from .keskar import C1Config, C2Config, C3Config, C4Config, build_deep, build_shallow
@@ -46,9 +45,9 @@ __all__ = [
 def model_plugins() -> list[ModelPlugin]:
     """The model plugins of this package."""
     return [
-        ModelPlugin(name="mlp", config=MLPConfig, build=build_mlp),
-        ModelPlugin(name="f1", config=F1Config, build=build_f1),
-        ModelPlugin(name="f2", config=F2Config, build=build_f2),
+        ModelPlugin(name="mlp", config=MLPConfig, build=build_mlp, vectorizable=True),
+        ModelPlugin(name="f1", config=F1Config, build=build_f1, vectorizable=True),
+        ModelPlugin(name="f2", config=F2Config, build=build_f2, vectorizable=True),
         ModelPlugin(name="c1", config=C1Config, build=build_shallow),
         ModelPlugin(name="c3", config=C3Config, build=build_shallow),
         ModelPlugin(name="c2", config=C2Config, build=build_deep),

@@ -40,7 +40,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
-from lbgap.data import DataInfo
+from lbgap.api import DataInfo
 
 from .init import InitScheme, apply_init
 from .norm import NormSettings, norm_from_settings

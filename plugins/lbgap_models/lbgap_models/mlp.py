@@ -18,8 +18,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from lbgap.data import DataInfo
-from lbgap.nn import NoiseSite
+from lbgap.api import DataInfo, NoiseSite
 
 from .init import InitScheme, apply_init
 from .norm import NormKind, NormSettings, norm_from_settings

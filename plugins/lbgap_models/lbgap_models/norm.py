@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt
 from torch import nn
 
-from lbgap.plugin import PluginConfig
+from lbgap.api import PluginConfig
 
 from .ghost_batchnorm import GhostBatchNorm1d, GhostBatchNorm2d, GhostLayout, MomentumPolicy
 

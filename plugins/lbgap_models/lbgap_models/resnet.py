@@ -27,7 +27,7 @@ from typing import Optional
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
-from lbgap.data import DataInfo
+from lbgap.api import DataInfo
 
 from .init import InitScheme, apply_init
 from .norm import NormSettings, norm_from_settings

@@ -28,9 +28,7 @@ import torch
 from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
-from lbgap.data import DataInfo
-from lbgap.nn import NoiseSite
-from lbgap.plugin import PluginConfig
+from lbgap.api import DataInfo, NoiseSite, PluginConfig
 
 __all__ = ["TwoLayerReLUConfig", "TwoLayerReLU", "build_two_layer_relu"]
 

@@ -20,7 +20,7 @@ from typing import Literal, Union
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from lbgap.data import DataInfo
+from lbgap.api import DataInfo
 
 from .init import InitScheme, apply_init
 from .norm import NormSettings, norm_from_settings

@@ -30,8 +30,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, field_validator
 from torch import Tensor, nn
 
-from lbgap.data import DataInfo
-from lbgap.nn import NoiseSite
+from lbgap.api import DataInfo, NoiseSite
 
 from .init import apply_init
 from .norm import NormSettings, norm_from_settings

@@ -22,8 +22,15 @@ forms, trajectory plot) and :mod:`.plots` (accuracy per component).
 
 from __future__ import annotations
 
-from lbgap import hookimpl
-from lbgap.plugin import DatasetPlugin, MetricPlugin, ModelPlugin, NoisePlugin, SchedulePlugin, StoppingPlugin
+from lbgap.api import (
+    DatasetPlugin,
+    MetricPlugin,
+    ModelPlugin,
+    NoisePlugin,
+    SchedulePlugin,
+    StoppingPlugin,
+    hookimpl,
+)
 
 from .coefficients import LinearCoefficientsConfig, build_linear_coefficients
 from .convex_plugin import (
@@ -64,8 +71,10 @@ def lbgap_register_models():
 @hookimpl
 def lbgap_register_noise():
     return [
-        NoisePlugin(name="gradient_noise", config=GradientNoiseConfig, build=build_gradient_noise),
-        NoisePlugin(name="preactivation_noise", config=PreactivationNoiseConfig, build=build_preactivation_noise),
+        NoisePlugin(name="gradient_noise", config=GradientNoiseConfig, build=build_gradient_noise, vectorizable=True),
+        NoisePlugin(
+            name="preactivation_noise", config=PreactivationNoiseConfig, build=build_preactivation_noise, vectorizable=True
+        ),
     ]
 
 

@@ -16,8 +16,7 @@ from typing import Any, Optional
 from pydantic import PositiveInt
 from torch import nn
 
-from lbgap.metric import MeasureContext
-from lbgap.plugin import PluginConfig
+from lbgap.api import MeasureContext, PluginConfig
 
 __all__ = ["LinearCoefficientsConfig", "LinearCoefficients", "build_linear_coefficients", "coefficient_names"]
 

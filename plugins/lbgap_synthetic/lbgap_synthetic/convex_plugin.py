@@ -19,8 +19,7 @@ import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
 from torch import nn
 
-from lbgap.data import DataInfo, InMemoryData
-from lbgap.plugin import PluginConfig
+from lbgap.api import DataInfo, InMemoryData, PluginConfig
 
 __all__ = [
     "ConvexRegressionConfig",

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 from pydantic import NonNegativeFloat
 
-from lbgap import hookimpl
+from lbgap.api import hookimpl
 
 from .noise_level import NoiseDecayConfig, NoiseLevel
 

@@ -21,9 +21,7 @@ from typing import Any, Optional
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, model_validator
 
-from lbgap import hookimpl
-from lbgap.plugin import PluginConfig
-from lbgap.schedule import Progress
+from lbgap.api import PluginConfig, Progress, hookimpl
 
 __all__ = [
     "LossSwitchConfig",

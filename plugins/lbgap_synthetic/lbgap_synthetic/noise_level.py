@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat
 
-from lbgap.plugin import PluginConfig
+from lbgap.api import PluginConfig
 
 __all__ = ["NoiseDecayConfig", "NoiseLevel"]
 

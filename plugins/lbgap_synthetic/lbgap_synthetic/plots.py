@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from lbgap.results.final import band_over_runs
+from lbgap.api import band_over_runs
 
 __all__ = ["plot_component_accuracy", "COMPONENTS"]
 

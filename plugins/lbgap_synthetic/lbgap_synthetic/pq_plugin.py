@@ -13,8 +13,7 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from lbgap.data import InMemoryData
-from lbgap.plugin import PluginConfig
+from lbgap.api import InMemoryData, PluginConfig
 
 from .pq_data import BOTH, COMPONENT_NAMES, P_ONLY, Q_ONLY, PQSample, draw_structure, sample_pq
 

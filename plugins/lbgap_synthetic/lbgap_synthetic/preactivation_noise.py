@@ -31,8 +31,7 @@ from typing import Any, Literal, Optional
 import torch
 from pydantic import NonNegativeFloat
 
-from lbgap import hookimpl
-from lbgap.nn import NoiseSite, noise_sites
+from lbgap.api import NoiseSite, hookimpl, noise_sites
 
 from .noise_level import NoiseDecayConfig, NoiseLevel
 

@@ -1,6 +1,6 @@
 """Built-in training plugins: optimizers, schedules, regimes, stopping rules."""
 
-from lbgap import hookimpl
+from lbgap.api import hookimpl
 
 from .optimizers import OPTIMIZERS
 from .regimes import REGIMES

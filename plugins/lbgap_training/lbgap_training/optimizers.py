@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from pydantic import Field, PositiveFloat, model_validator
 
-from lbgap.plugin import OptimizerPlugin, PluginConfig
+from lbgap.api import OptimizerPlugin, PluginConfig
 
 
 class SGDConfig(PluginConfig):

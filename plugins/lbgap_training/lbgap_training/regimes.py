@@ -9,8 +9,7 @@ from typing import Literal
 
 from pydantic import PositiveInt
 
-from lbgap.plan import TrainingPlan
-from lbgap.plugin import PluginConfig, RegimePlugin
+from lbgap.api import PluginConfig, RegimePlugin, TrainingPlan
 
 
 class LRScalingConfig(PluginConfig):

@@ -13,8 +13,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from lbgap.plugin import PluginConfig, SchedulePlugin
-from lbgap.schedule import Progress
+from lbgap.api import PluginConfig, Progress, SchedulePlugin
 
 Update = Literal["epoch", "step"]
 _UPDATE_DOC = (

@@ -8,8 +8,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
-from lbgap.plugin import PluginConfig, StoppingPlugin
-from lbgap.schedule import Progress
+from lbgap.api import PluginConfig, Progress, StoppingPlugin
 
 
 class PlateauConfig(PluginConfig):
