@@ -26,12 +26,9 @@ class TrainingPlan:
     time_scale:
         Factor applied to every epoch-valued milestone of the schedule
         (regime adaptation multiplies it by B/B_ref).
-    ghost_size:
-        Ghost batch size requested by the model, if any (informational).
     """
 
     batch_size: int
     lr: float
     epochs: int
     time_scale: float = 1.0
-    ghost_size: int | None = None

@@ -156,9 +156,6 @@ class Registry:
             if wanted is None or r.name in wanted
         }
 
-    def fingerprint(self) -> tuple:
-        return tuple(sorted((r.kind, r.name, r.origin, r.version) for r in self.all_records()))
-
     # ------------------------------------------------------------- building
 
     @classmethod

@@ -14,7 +14,7 @@ parameters and buffers are never written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Optional
 
@@ -233,11 +233,3 @@ class ModelObjective:
                     correct += (out.argmax(dim=-1) == y).sum().double()
         acc = float(correct) / self.batches.n if classify else float("nan")
         return float(loss), acc
-
-
-def named_float_buffers(model: nn.Module, names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-    """The model's floating-point buffers that exist now (BN running statistics), by name."""
-    out = {n: b for n, b in model.named_buffers() if b is not None and b.is_floating_point()}
-    if names is not None:
-        out = {n: out[n] for n in names if n in out}
-    return out

@@ -29,7 +29,7 @@ class PQSyntheticConfig(PluginConfig):
     summarised in the 2020 report. The numbers (d, γ0, ‖z‖, ‖ζ‖, n) are in no
     source at hand; the defaults respect the paper's stated constraints
     (``p0·n_train < d/2``, ``‖ζ‖ < ‖z‖``) and are the scale explored on a CPU with
-    ``tests/lbgap_synthetic/explore_pq.py`` — they are not the paper's values.
+    ``studies/tools/explore_pq.py`` — they are not the paper's values.
     """
 
     d: PositiveInt = 500

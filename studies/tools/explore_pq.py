@@ -15,7 +15,7 @@ Every recipe stops when the epoch-mean training loss is below ``eps2`` or after
 
 Example (the defaults are the last setting explored; about 2 minutes for 3 seeds)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python tests/lbgap_synthetic/explore_pq.py --seeds 0 1 2
+    OMP_NUM_THREADS=1 .venv/bin/python studies/tools/explore_pq.py --seeds 0 1 2
 
 Findings (details and numbers in docs/reproductions.md, Li, Wei & Ma, "What was tried"):
 

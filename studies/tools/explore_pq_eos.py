@@ -12,7 +12,7 @@ below ``eps1 + q log 2``, then ``lr2``), ``S`` (``lr2``), ``SN`` (``lr2`` with p
 the full training loss is below ``eps2`` or after ``max_epochs``. Prints P-only / Q-only / both test
 accuracy over epochs and at the end. Example::
 
-    OMP_NUM_THREADS=1 .venv/bin/python tests/lbgap_synthetic/explore_pq_eos.py --seeds 0
+    OMP_NUM_THREADS=1 .venv/bin/python studies/tools/explore_pq_eos.py --seeds 0
 
 Findings (seed 0; no setting gave L-S > S): every rate that blocks Q for the large-rate arm does so by
 killing units on the Q rays in the first steps (the common "z" mode of the Q examples, whose curvature

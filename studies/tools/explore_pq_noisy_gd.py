@@ -10,7 +10,7 @@ Findings in docs/reproductions.md (Li, "What was tried", items 7-14).
 
 The setting of ``studies/li_synthetic.yaml`` (no weight decay, no gradient noise)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python tests/lbgap_synthetic/explore_pq_noisy_gd.py --d 200 --n 400 \
+    OMP_NUM_THREADS=1 .venv/bin/python studies/tools/explore_pq_noisy_gd.py --d 200 --n 400 \
         --p0 0.1 --q0 0.1 --gamma0 0.25 --m 1000 --tau0 0.05 --uscale 4 --lam 0 --eps1 0.3 --eps2 0.1 \
         --alpha-low 0.5 --q-norm 12 --zeta 2.4 --lr1 0.1 --lr2 0.01 --steps 30000 --log 100000 \
         --seeds 0 1 2 --arms S LS SN --pnoise 1.0
