@@ -5,7 +5,10 @@
   E_min, the critical batch size B_crit, bootstrap intervals) and the
   perfect-scaling / diminishing-returns / no-gain regimes;
 * :mod:`lbgap.analysis.figures`: steps to target against batch size on log–log
-  axes with the fit, the perfect-scaling line, B_crit, B_simple and the regimes.
+  axes with the fit, the perfect-scaling line, B_crit, B_simple and the regimes;
+* :mod:`lbgap.analysis.report`: the same from a study's ``results.nc`` (steps to
+  target per batch size from a grid or a search, B_simple from the
+  ``gradient_noise_scale`` metric), one figure per variant.
 
 See ``docs/batch-science.md``.
 """

@@ -192,3 +192,69 @@ def test_figure_draws_the_model():
         assert span.get_x() == pytest.approx(lo) and span.get_x() + span.get_width() == pytest.approx(hi)
     finally:
         plt.close(fig)
+
+
+# ------------------------------------------------------------------ from results.nc
+
+
+def _grid_results(with_noise: bool = True):
+    import xarray as xr
+
+    rng = np.random.default_rng(9)
+    seeds = [0, 1, 2]
+    steps = np.stack([np.stack(_draw(rng, 0.05, len(seeds))) for _ in ("sgd", "other")])
+    steps[1] *= 2.0  # another arm: twice the steps everywhere (same B_crit, twice S_min)
+    steps[0, -1, :] = np.nan  # the largest batch never met the target in the first arm
+    ds = xr.Dataset(
+        {"steps_to_target": (("variant", "batch_size", "seed"), steps)},
+        coords={"variant": ["sgd", "other"], "batch_size": BATCHES.astype(int), "seed": seeds},
+    )
+    if with_noise:
+        noise = np.full((2, len(BATCHES), len(seeds), 4), np.nan)
+        noise[..., :3] = [100.0, 200.0, 300.0]  # grows over training; the last epoch is padding
+        ds["gradient_noise_scale"] = (("variant", "batch_size", "seed", "epoch"), noise)
+    return ds
+
+
+def test_results_grid_per_batch_size_and_b_simple():
+    from lbgap.analysis.report import b_simple_of, fit_results, steps_per_batch_size
+
+    ds = _grid_results()
+    b, values = steps_per_batch_size(ds.sel(variant="sgd"))
+    np.testing.assert_array_equal(b, BATCHES)
+    assert all(v.size == 3 for v in values) and np.isnan(values[-1]).all()
+    fit = fit_results(ds, select={"variant": "other"}, aggregate="median", n_boot=0)
+    assert fit.b_crit == pytest.approx(B_CRIT, rel=0.1) and fit.s_min == pytest.approx(2 * S_MIN, rel=0.1)
+    assert b_simple_of(ds) == pytest.approx(300.0)
+    assert math.isnan(b_simple_of(ds, "missing"))
+    with pytest.raises(ValueError, match="epoch dimension"):
+        steps_per_batch_size(ds, "gradient_noise_scale")
+
+
+def test_results_search_groups_trials_by_their_batch_size():
+    import xarray as xr
+
+    from lbgap.analysis.report import steps_per_batch_size
+
+    trial_b = np.array([64, 8, 64, 512, 8, 512])
+    ds = xr.Dataset(
+        {"steps_to_target": (("trial",), [10.0, 80.0, 12.0, np.nan, 70.0, 3.0])},
+        coords={"trial": np.arange(6), "batch_size": ("trial", trial_b)},
+    )
+    b, values = steps_per_batch_size(ds)
+    np.testing.assert_array_equal(b, [8, 64, 512])
+    np.testing.assert_array_equal(values[0], [80.0, 70.0])
+    np.testing.assert_array_equal(values[2], [np.nan, 3.0])
+    with pytest.raises(ValueError, match="no 'lr'"):
+        steps_per_batch_size(ds, batch="lr")
+
+
+def test_report_figures_per_variant(tmp_path):
+    from lbgap.analysis.report import critical_batch_figures
+
+    figures = critical_batch_figures(_grid_results(), tmp_path, n_boot=20)
+    assert [p.name for _, p in figures] == ["critical_batch_sgd.png", "critical_batch_other.png"]
+    assert all(p.exists() for _, p in figures) and "B_crit" in figures[0][0]
+    assert critical_batch_figures(_grid_results().drop_vars("steps_to_target"), tmp_path) == []
+    few = _grid_results(with_noise=False).isel(batch_size=[0, 1])
+    assert critical_batch_figures(few, tmp_path, n_boot=0) == []  # two batch sizes: no fit, no figure
