@@ -109,6 +109,15 @@ class PluginRecord:
     summary:
         One line shown by ``lbgap plugins list``; defaults to the first line of
         the configuration model's docstring.
+    vectorizable:
+        The plugin's objects work in a vectorized group, where several trials train
+        as one stacked model (``vectorize: auto``). A model plugin declares that its
+        networks are made of stackable layers (see :mod:`lbgap.engine.stacked`); a
+        noise plugin, that it acts only through the trial's hooks, generators and
+        :class:`~lbgap.nn.NoiseSite` functions, never through the network's own
+        forward pass. Other kinds act on each trial's own objects and need not
+        declare anything. A trial that uses a model or noise plugin without the
+        declaration trains on its own.
     """
 
     kind: ClassVar[str] = "plugin"
@@ -116,6 +125,7 @@ class PluginRecord:
     config: type[PluginConfig]
     build: Callable[..., Any]
     summary: str = ""
+    vectorizable: bool = False
     origin: str = field(default="", compare=False)
     version: str = field(default="", compare=False)
 

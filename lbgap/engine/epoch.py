@@ -19,6 +19,7 @@ import torch
 from ..metric import MeasureContext
 from ..provenance import VariableSources, hook_label, plugin_label, variable_attrs_of
 from ..schedule import Progress
+from ..seeds import EVAL_STREAM, RANK_STRIDE, seeded_generator
 from .context import TrialContext
 from .evaluate import evaluate
 from .outcome import StopTrial, TrialOutcome
@@ -249,8 +250,7 @@ def _eval_epoch(run: TrialRun, epoch: int, running_loss: float, running_accuracy
     data, ev = run.data, run.cfg.eval
     # evaluation draws (a data set that redraws test patterns, say) come from their own
     # generator, so evaluating never shifts training's stream
-    eval_gen = torch.Generator(device=run.trial.device)
-    eval_gen.manual_seed(run.trial.seed * 1_000_003 + 7919 * epoch + 1)
+    eval_gen = seeded_generator(run.trial.seed, EVAL_STREAM + RANK_STRIDE * epoch, run.trial.device)
 
     def pass_over(x: torch.Tensor, y: torch.Tensor, groups: dict) -> dict[str, float]:
         return evaluate(

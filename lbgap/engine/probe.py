@@ -16,6 +16,7 @@ from typing import Any, Optional
 import torch
 
 from ..registry import Registry
+from ..seeds import EVAL_STREAM, seeded_generator
 from .evaluate import evaluate
 from .train import build_parts, run_trial, steps_per_epoch
 
@@ -151,8 +152,7 @@ def probe(
     timed = durations[1:] or durations  # the first step warms up; alone, it is all there is
 
     n_eval = min(cfg.eval.batch_size, len(data.test_y))
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed * 1_000_003 + 1)
+    generator = seeded_generator(seed, EVAL_STREAM, device)  # the evaluation stream of "epoch 0"
     t_eval = time.perf_counter()
     try:
         result = evaluate(

@@ -31,6 +31,14 @@ import torch
 
 from ..registry import Registry
 from ..schedule import Progress
+from ..seeds import (
+    AUGMENT_STREAM,
+    BATCH_ORDER_STREAM,
+    LOCAL_STREAM,
+    RANK_STRIDE,
+    TRIAL_STREAM,
+    seeded_generator,
+)
 from .context import TrialContext
 from .epoch import EpochSums, TrialRun, clone_state, cut_short, end_epoch, finish_trial, weight_distance
 from .evaluate import loss_function
@@ -164,12 +172,10 @@ def begin_training(run: TrialRun) -> None:
 def _trial_context(cfg, seed, key, parts: Parts, device, rank: int, world: int) -> TrialContext:
     # The trial generator (noise hooks, plugins) is the same on every data-parallel rank, so
     # updates stay identical across ranks; per-example draws come from each rank's own.
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed * 1_000_003 + 17)
+    generator = seeded_generator(seed, TRIAL_STREAM, device)
     local_generator = generator
     if world > 1:
-        local_generator = torch.Generator(device=device)
-        local_generator.manual_seed(seed * 1_000_003 + 53 + 7919 * rank)
+        local_generator = seeded_generator(seed, LOCAL_STREAM + RANK_STRIDE * rank, device)
     return TrialContext(
         key=key, seed=seed, model=parts.model, optimizer=parts.optimizer, data=parts.data, plan=parts.plan,
         loss_fn=loss_function(parts.data.task), device=device, generator=generator,
@@ -190,10 +196,8 @@ def _prepare_training(run: TrialRun, after_backward: Optional[Callable[[], None]
     if run.world > 1 and B < run.world:
         raise ValueError(f"batch size {B} is smaller than the {run.world} data-parallel processes")
     # batch order: one generator shared by all ranks; augmentation: one per rank
-    run.perm_gen = torch.Generator(device=device)
-    run.perm_gen.manual_seed(trial.seed * 1_000_003 + 29)
-    run.aug_gen = torch.Generator(device=device)
-    run.aug_gen.manual_seed(trial.seed * 1_000_003 + 41 + 7919 * run.rank)
+    run.perm_gen = seeded_generator(trial.seed, BATCH_ORDER_STREAM, device)
+    run.aug_gen = seeded_generator(trial.seed, AUGMENT_STREAM + RANK_STRIDE * run.rank, device)
     if B > n:
         log.warning("%s: batch size %d exceeds the %d training samples; using one batch of %d", trial.key, B, n, n)
     run.n_steps = steps_per_epoch(n, B, cfg.drop_last)
