@@ -67,6 +67,9 @@ class InMemoryData:
     train_groups: dict[str, torch.Tensor] = field(default_factory=dict)
     description: str = ""
     task: str = "classification"
+    #: a validation split held out of the training set (see :meth:`hold_out`), or None
+    val_x: Optional[torch.Tensor] = None
+    val_y: Optional[torch.Tensor] = None
 
     def __post_init__(self) -> None:
         if self.task not in ("classification", "regression"):
@@ -98,4 +101,21 @@ class InMemoryData:
         self.test_y = self.test_y.to(device)
         self.test_groups = {k: v.to(device) for k, v in self.test_groups.items()}
         self.train_groups = {k: v.to(device) for k, v in self.train_groups.items()}
+        if self.val_x is not None:
+            self.val_x, self.val_y = self.val_x.to(device), self.val_y.to(device)
+        return self
+
+    def hold_out(self, fraction: float, seed: int) -> InMemoryData:
+        """Move a seeded random ``fraction`` of the training examples to ``val_x``/``val_y`` (in
+        place; the remaining training examples keep their order) and return self."""
+        n = self.n_train
+        n_val = max(1, min(n - 1, round(fraction * n)))
+        gen = torch.Generator().manual_seed(int(seed))
+        chosen = torch.zeros(n, dtype=torch.bool)
+        chosen[torch.randperm(n, generator=gen)[:n_val]] = True
+        chosen = chosen.to(self.train_y.device)
+        self.val_x, self.val_y = self.train_x[chosen], self.train_y[chosen]
+        keep = ~chosen
+        self.train_x, self.train_y = self.train_x[keep], self.train_y[keep]
+        self.train_groups = {k: v[keep] for k, v in self.train_groups.items()}
         return self

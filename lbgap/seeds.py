@@ -18,6 +18,8 @@ Streams used by lbgap itself (do not reuse them for other draws):
 * ``41 + 7919 * rank`` (``AUGMENT_STREAM``): data augmentation of data-parallel process ``rank``;
 * ``53 + 7919 * rank`` (``LOCAL_STREAM``): ``TrialContext.local_generator`` of process ``rank``
   (with more than one process; otherwise it is ``generator``);
+* ``67 + 7919 * epoch`` (``VALIDATION_STREAM``): evaluation draws on the validation split;
+* ``61 + 7919 * step`` (``TARGET_STREAM``): draws of the target check after optimizer ``step``;
 * ``1 + 7919 * epoch`` (``EVAL_STREAM``): evaluation draws after ``epoch`` (``epoch`` 0: the
   throughput probe).
 
@@ -40,6 +42,8 @@ __all__ = [
     "LOCAL_STREAM",
     "RANK_STRIDE",
     "SEED_STRIDE",
+    "TARGET_STREAM",
+    "VALIDATION_STREAM",
     "TRIAL_STREAM",
     "derive_seed",
     "seeded_generator",
@@ -60,6 +64,10 @@ AUGMENT_STREAM = 41
 LOCAL_STREAM = 53
 #: evaluation draws, plus ``RANK_STRIDE * epoch``
 EVAL_STREAM = 1
+#: draws of a target check (steps to target), plus ``RANK_STRIDE * step``
+TARGET_STREAM = 61
+#: draws of the validation evaluation, plus ``RANK_STRIDE * epoch``
+VALIDATION_STREAM = 67
 
 
 def derive_seed(seed: int, stream: int) -> int:

@@ -50,6 +50,8 @@ class GroupPlanner:
         cfg = cell.config
         if cfg.warm_start is not None or cfg.accumulation_steps != 1 or not self._declared(cfg):
             return None
+        if cfg.target is not None and cfg.target.stop:  # it may end within an epoch
+            return None
         from .run import planned_epochs
 
         shared = {

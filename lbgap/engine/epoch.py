@@ -19,12 +19,13 @@ import torch
 from ..metric import MeasureContext
 from ..provenance import VariableSources, hook_label, plugin_label, variable_attrs_of
 from ..schedule import Progress
-from ..seeds import EVAL_STREAM, RANK_STRIDE, seeded_generator
+from ..seeds import EVAL_STREAM, RANK_STRIDE, VALIDATION_STREAM, seeded_generator
 from .context import TrialContext
 from .evaluate import evaluate
 from .outcome import StopTrial, TrialOutcome
 from .parts import Parts
 from .step import StepSettings, StepState
+from .target import TargetTracker
 
 __all__ = ["TrialRun", "EpochSums", "end_epoch", "cut_short", "finish_trial", "weight_distance", "clone_state"]
 
@@ -73,6 +74,8 @@ class TrialRun:
     _callers: dict[str, Any] = field(default_factory=dict)
     #: the plugin behind every variable a plugin wrote
     sources: VariableSources = field(default_factory=VariableSources)
+    #: progress against the trial's target (steps to target), if it has one
+    target: Optional[TargetTracker] = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -122,6 +125,8 @@ class EpochSums:
     correct: torch.Tensor
     seen: int = 0
     cut: bool = False
+    #: the trial met its target in this epoch and stops (``target.stop``)
+    target_stop: bool = False
 
     @classmethod
     def zeros(cls, device: torch.device) -> EpochSums:
@@ -171,7 +176,7 @@ def end_epoch(run: TrialRun, epoch: int, sums: EpochSums, t_epoch: float) -> boo
     params = run.step_state.params
     if diverged or any(not math.isfinite(p.detach().sum().item()) for p in params[:1]):
         return _end(run, "diverged", f"training loss became {running_loss} in epoch {epoch}", warn=True)
-    status, reason = _stop_reason(run, epoch, record)
+    status, reason = _stop_reason(run, epoch, record, sums.target_stop)
     if status is None:
         return False
     if not evaluated:
@@ -193,13 +198,17 @@ def _sync_ranks(run: TrialRun, sums: EpochSums, epoch: int) -> None:
     _check_ranks_agree(run.step_state.params, run.trial.key, epoch)
 
 
-def _stop_reason(run: TrialRun, epoch: int, record: dict[str, float]) -> tuple[Optional[str], str]:
-    """``(status, reason)`` if a pruner (through ``on_epoch``) or a stopping rule ends the trial."""
+def _stop_reason(
+    run: TrialRun, epoch: int, record: dict[str, float], target_stop: bool = False
+) -> tuple[Optional[str], str]:
+    """``(status, reason)`` if a pruner (through ``on_epoch``), the target or a stopping rule ends the trial."""
     try:
         if run.on_epoch is not None:
             run.on_epoch(epoch, record, run.trial)
     except StopTrial as stop:
         return stop.status, stop.reason
+    if run.target is not None and (target_stop or run.target.check(run)):
+        return "stopped", run.target.reason()
     progress = Progress(
         epoch=float(epoch), step=run.trial.step, steps_per_epoch=run.n_steps,
         time_scale=run.plan.time_scale, last_train_loss=run.last_train_loss,
@@ -222,6 +231,8 @@ def epoch_record(
         train, test = _nan_metrics(run.data, running_loss)
     record: dict[str, float] = {f"train_{k}": v for k, v in train.items()}
     record.update({f"test_{k}": v for k, v in test.items()})
+    if run.data.val_x is not None:
+        record.update(_validation(run, epoch) if evaluate_now else {"validation_loss": math.nan, "validation_accuracy": math.nan})
     params = run.step_state.params
     with torch.no_grad():
         record["weight_distance"] = float(weight_distance(params, run.init_params))
@@ -269,13 +280,25 @@ def _eval_epoch(run: TrialRun, epoch: int, running_loss: float, running_accuracy
     return train, test
 
 
+def _validation(run: TrialRun, epoch: int) -> dict[str, float]:
+    data, ev = run.data, run.cfg.eval
+    gen = seeded_generator(run.trial.seed, VALIDATION_STREAM + RANK_STRIDE * epoch, run.trial.device)
+    out = evaluate(
+        run.model, data.val_x, data.val_y, task=data.task, transform=data.eval_transform, generator=gen,
+        batch_size=ev.batch_size, bn_mode=ev.bn_mode,
+    )
+    return {"validation_loss": out["loss"], "validation_accuracy": out["accuracy"]}
+
+
 def _evaluate_last(run: TrialRun, epoch: int, running_loss: float, running_accuracy: float) -> None:
     """Fill in the train and test metrics of the last recorded epoch (a trial stopped early on
     an epoch that ``eval.every`` skipped): the results' last values are the final model's."""
     train, test = _eval_epoch(run, epoch, running_loss, running_accuracy)
-    for prefix, values in (("train", train), ("test", test)):
-        for k, v in values.items():
-            run.history.setdefault(f"{prefix}_{k}", [math.nan] * epoch)[-1] = v
+    values = {f"train_{k}": v for k, v in train.items()} | {f"test_{k}": v for k, v in test.items()}
+    if run.data.val_x is not None:
+        values.update(_validation(run, epoch))
+    for k, v in values.items():
+        run.history.setdefault(k, [math.nan] * epoch)[-1] = v
 
 
 def _append_history(history: dict[str, list[float]], epoch: int, record: dict[str, float]) -> None:
@@ -353,6 +376,8 @@ def cut_short(run: TrialRun, epoch: int, sums: EpochSums, max_steps: Optional[in
 def finish_trial(run: TrialRun) -> TrialOutcome:
     """Measure at the end (unless diverged or cut), call ``lbgap_trial_end``, return the outcome."""
     run.done = True
+    if run.target is not None:
+        run.end.update(run.target.results())
     if run.status != "diverged" and not run.cut:
         measure_end(run)
     clash = sorted(set(run.end) & (set(run.history) | set(run.epoch_arrays)))

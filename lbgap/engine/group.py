@@ -88,6 +88,8 @@ def _check_compatible(members: list[Member], parts: list[Parts]) -> None:
             raise NotStackable("members differ in batch size or training-set size")
         if m.cfg.accumulation_steps != 1:
             raise NotStackable("gradient accumulation trains one trial at a time")
+        if m.cfg.target is not None and m.cfg.target.stop:
+            raise NotStackable("a trial that stops at its target within an epoch trains on its own")
 
 
 def _train(
@@ -131,6 +133,8 @@ def _train_epoch(runs: list[TrialRun], members: list[Member], group: StackedMode
             apply_update(run.step_state, run.settings)
             run.trial.step += 1
             sums[k].add(losses[k], correct[k] if correct is not None else None, b)
+            if run.target is not None:
+                run.target.after_step(run, losses[k], b)
             if run.want_after:
                 run.hook("lbgap_after_step")(trial=run.trial, loss=losses[k])
             if members[k].on_step is not None:

@@ -38,6 +38,9 @@ def build_parts(cfg: Any, seed: int, registry: Registry, device: torch.device) -
     """Build data, model, plan, optimizer and per-trial plugin objects."""
     data = registry.build("dataset", cfg.dataset, seed=seed, device=device)
     data.to(device)
+    validation = getattr(cfg, "validation", None)
+    if validation is not None:
+        data.hold_out(validation.fraction, validation.seed)
     torch.manual_seed(seed)
     model = registry.build("model", cfg.model, info=data.info).to(device)
     plan = build_plan(cfg, registry)

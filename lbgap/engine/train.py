@@ -45,6 +45,7 @@ from .evaluate import loss_function
 from .outcome import StopTrial, TrialOutcome
 from .parts import Parts, build_parts
 from .step import StepSettings, StepState, train_step
+from .target import TargetTracker
 
 __all__ = [
     "TrialOutcome",
@@ -207,6 +208,7 @@ def _prepare_training(run: TrialRun, after_backward: Optional[Callable[[], None]
         count_correct=run.data.task == "classification" and cfg.eval.train_metrics == "running",
         after_backward=after_backward, precision=getattr(cfg, "precision", "fp32"),
     )
+    run.target = TargetTracker(cfg.target) if getattr(cfg, "target", None) is not None else None
     if getattr(cfg, "channels_last", False):
         _to_channels_last(run)
 
@@ -238,12 +240,16 @@ def train_epoch(
         loss, correct = train_step(run.step_state, x, y, b, run.settings)
         trial.step += 1
         sums.add(loss, correct, b)
+        if run.target is not None and run.target.after_step(run, loss, b):
+            sums.target_stop = True
         if run.want_after:
             after(trial=trial, loss=loss)
         if on_step is not None:
             on_step(trial.step)
         if max_steps is not None and trial.step >= max_steps:
             sums.cut = True
+            break
+        if sums.target_stop:
             break
     return sums
 

@@ -76,6 +76,33 @@ class EvalConfig(BaseModel):
     epoch's training batches (cheaper, mixes weights along the epoch)."""
 
 
+class TargetConfig(BaseModel):
+    """A target whose first attainment a trial records (Shallue et al. 2018: steps to a target error)."""
+
+    model_config = _STRICT
+
+    metric: Literal["test_error", "validation_error", "train_loss"]
+    """What must reach ``value``: the error (1 − accuracy) on the test set or on the validation split,
+    or the mean training loss of the optimizer steps since the previous check."""
+    value: float
+    """The target: met at the first check where ``metric ≤ value``."""
+    every_steps: PositiveInt = 100
+    """Check every this many optimizer steps (and at every epoch end)."""
+    stop: bool = True
+    """End the trial (status ``stopped``) at the step the target is met."""
+
+
+class ValidationConfig(BaseModel):
+    """A validation split held out of the training set (the searches of Shallue et al. tune on it)."""
+
+    model_config = _STRICT
+
+    fraction: float = Field(gt=0.0, lt=1.0)
+    """Fraction of the training examples held out (a seeded random subset, the same for every trial)."""
+    seed: Seed = 0
+    """Seed of the split (independent of the trial seeds)."""
+
+
 class WarmStart(BaseModel):
     """Start from another trial's weights (piggyback, Keskar Fig. 5)."""
 
@@ -116,6 +143,11 @@ class TrialConfigBase(BaseModel):
     """Initialise from another variant's weights (the driver runs that trial first)."""
     deterministic: bool = True
     """Use deterministic kernels where PyTorch has them."""
+    target: Optional[TargetConfig] = None
+    """Record ``steps_to_target`` and ``examples_to_target`` (NaN when never met) and optionally stop there."""
+    validation: Optional[ValidationConfig] = None
+    """Hold out a validation split of the training set; every evaluation then also reports
+    ``validation_loss`` and ``validation_accuracy``."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Arithmetic of the training forward pass: fp32, or bf16 autocast (matrix products and
     convolutions in bfloat16, reductions and the loss in float32). Evaluation stays in fp32."""
@@ -351,10 +383,10 @@ class StudyHeader(BaseModel):
     study: str = Field(pattern=SAFE_NAME)
     """Name of the study (letters, digits, ``_.-``; not starting with ``.`` or ``-``): the default output
     folder is ``runs/<study>``."""
-    extends: Optional[str] = None
+    extends: Optional[str] = Field(None, exclude=True)
     """Another study file (a path relative to this one's folder) that this file overrides, with the
     same deep-merge rules as a variant has over ``base``; chains are allowed. A loaded study holds the
-    resolved result (this field is then empty)."""
+    resolved result (this field is then empty, and not part of the spec's hash)."""
     description: str = ""
     reproduces: str = ""
     """The paper, table or figure this study reproduces, and at what scale."""
