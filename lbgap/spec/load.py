@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
 import itertools
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
 
 from ..plugin import nested_fields
 from ..registry import Registry, get_registry
@@ -44,6 +47,8 @@ RESERVED_DIMS = ("variant", "seed", "epoch", "trial")
 _PATH_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}|[0-9]{1,6}")
 #: integers in a study file fit in 64 bits
 _INT64 = 2**63
+#: longest chain of study files extending one another
+MAX_EXTENDS = 8
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,10 @@ class Study:
     grid_values: dict[str, list[Any]]  # dim name → values
     registry: Registry
     text: str = ""
+    """The study file's text; for a study that extends another, the resolved study as YAML (a
+    standalone study file that loads to the same study)."""
+    sources: tuple[str, ...] = ()
+    """The study file, then the files it extends, nearest first."""
 
     @property
     def name(self) -> str:
@@ -169,12 +178,92 @@ def read_study_file(path: str | Path) -> str:
 
 
 def load_study_text(text: str, file: str = "<string>", registry: Optional[Registry] = None) -> Study:
+    """Validate the text of a study file (``file`` names it in errors; a relative ``extends``
+    is taken from its folder, or from the working folder for ``<string>``)."""
     reg = registry or get_registry()
+    doc = _load_yaml(file, text)
+    sources = [file]
+    if isinstance(doc.data, dict) and "extends" in doc.data:
+        doc = _resolve_extends(doc, [_identity(file)], sources)
+        text = resolved_text(doc.data, sources)
+    return _Validator(doc, reg).run(text, tuple(sources))
+
+
+def _load_yaml(file: str, text: str) -> LoadedYAML:
     try:
-        doc = load_yaml(file, text)
+        return load_yaml(file, text)
     except YAMLSyntaxError as exc:
         raise SpecError([SpecIssue(exc.file, exc.line, exc.path, exc.message)]) from None
-    return _Validator(doc, reg).run(text)
+
+
+def _identity(file: str) -> str:
+    if file == "<string>":
+        return file
+    try:
+        return str(Path(file).resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, say
+        return os.path.abspath(file)
+
+
+def _resolve_extends(doc: LoadedYAML, chain: list[str], sources: list[str]) -> LoadedYAML:
+    """``doc`` merged onto the study it extends (itself resolved first), with the same rules as a
+    variant onto ``base``; each node keeps the file and line it came from."""
+    ref = doc.data["extends"]
+    line = doc.line_of(("extends",))
+    here = doc.file_of(())
+
+    def fail(message: str) -> SpecError:
+        return SpecError([SpecIssue(here, line, "extends", message)])
+
+    if not isinstance(ref, str) or not ref.strip() or "\x00" in ref:
+        raise fail("must be the path of another study file, relative to this one")
+    if Path(ref).is_absolute():
+        raise fail(f"{ref!r} must be a path relative to this file's folder")
+    folder = os.path.dirname(here) if here != "<string>" else ""
+    parent_file = os.path.normpath(os.path.join(folder, ref))
+    identity = _identity(parent_file)
+    if identity in chain:
+        cycle = " → ".join([*sources, parent_file])
+        raise fail(f"a cycle of extends: {cycle}")
+    if len(chain) > MAX_EXTENDS:
+        raise fail(f"more than {MAX_EXTENDS} files extend one another")
+    try:
+        is_file = Path(parent_file).is_file()
+    except (OSError, ValueError):
+        is_file = False
+    if not is_file:
+        raise fail(f"no such study file: {parent_file}")
+    parent = _load_yaml(parent_file, read_study_file(parent_file))
+    sources.append(parent_file)
+    if "extends" in parent.data:
+        parent = _resolve_extends(parent, [*chain, identity], sources)
+    child = {k: v for k, v in doc.data.items() if k != "extends"}
+    merged = deep_merge(parent.data, child)
+    out = LoadedYAML(data=merged, file=doc.file, positions={(): (1, 1)})
+
+    def place(node: Any, path: tuple) -> None:
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            sub = path + (key,)
+            source = doc if doc.has(sub) else parent  # present in the child: the child's node
+            if source.has(sub):
+                out.positions[sub] = source.positions[sub]
+                out.files[sub] = source.file_of(sub)
+            if isinstance(value, (dict, list)):
+                place(value, sub)
+
+    place(merged, ())
+    return out
+
+
+def resolved_text(data: dict[str, Any], sources: list[str]) -> str:
+    """A study with its ``extends`` resolved, as a standalone YAML 1.2 study file."""
+    yaml = YAML(typ="rt")
+    yaml.default_flow_style = None
+    yaml.width = 110
+    buf = io.StringIO()
+    yaml.dump(data, buf)
+    head = f"# resolved from {sources[0]}, which extends " + " → ".join(sources[1:]) + "\n"
+    return head + buf.getvalue()
 
 
 class _Validator:
@@ -192,7 +281,12 @@ class _Validator:
         if tuple(shown) in self.out_of_range and "out of range" not in message:
             return  # said once already
         self.issues.append(
-            SpecIssue(self.doc.file, self.doc.line_of(yaml_path), ".".join(str(p) for p in shown), message)
+            SpecIssue(
+                self.doc.file_of(yaml_path),
+                self.doc.line_of(yaml_path),
+                ".".join(str(p) for p in shown),
+                message,
+            )
         )
 
     def add_pydantic(
@@ -256,7 +350,7 @@ class _Validator:
 
     # -------------------------------------------------------------- steps
 
-    def run(self, text: str) -> Study:
+    def run(self, text: str, sources: tuple[str, ...] = ()) -> Study:
         data = self.doc.data
         self._check_integers(data, ())
         header = self._header(data)
@@ -330,6 +424,7 @@ class _Validator:
             grid_values=grid_values,
             registry=self.reg,
             text=text,
+            sources=sources or (self.doc.file,),
         )
 
     def _header(self, data: dict[str, Any]) -> StudyHeader:

@@ -72,15 +72,22 @@ class LoadedYAML:
     data: Any
     file: str
     positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    #: the file each node came from, where it is not ``file`` (a study that extends another)
+    files: dict[Path_, str] = field(default_factory=dict)
+
+    def _deepest(self, path: Path_) -> Path_:
+        path = tuple(path)
+        while path and path not in self.positions:
+            path = path[:-1]
+        return path
 
     def line_of(self, path: Path_) -> int:
         """Line of the deepest existing prefix of ``path`` (1 if none)."""
-        path = tuple(path)
-        while path:
-            if path in self.positions:
-                return self.positions[path][0]
-            path = path[:-1]
-        return self.positions.get((), (1, 1))[0]
+        return self.positions.get(self._deepest(path), (1, 1))[0]
+
+    def file_of(self, path: Path_) -> str:
+        """File of the deepest existing prefix of ``path``."""
+        return self.files.get(self._deepest(path), self.file)
 
     def has(self, path: Path_) -> bool:
         return tuple(path) in self.positions

@@ -186,3 +186,96 @@ def test_grid_errors_point_at_the_path_or_the_value(toy_registry, grid, expected
     issues = _issues(GOOD + f"grid:\n  {grid}\n", toy_registry)
     assert len(issues) == 1, issues
     assert issues[0].startswith(expected), issues
+
+
+# ------------------------------------------------------------------ extends
+
+
+def _write(folder, name: str, text: str):
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_extends_merges_onto_the_parent_like_a_variant(tmp_path, toy_registry):
+    from lbgap.spec import load_study
+
+    _write(tmp_path, "parents/toy.yaml", GOOD)
+    child = _write(
+        tmp_path,
+        "child.yaml",
+        "extends: parents/toy.yaml\nstudy: child\nbase:\n  optimizer: {lr: 0.5}\n"
+        "variants:\n  large: {batch_size: 64}\n  huge: {batch_size: 256}\nseeds: [3]\n",
+    )
+    study = load_study(child, toy_registry)
+    assert study.name == "child"
+    assert list(study.variants) == ["small", "large", "huge"]
+    assert study.variants["small"].optimizer.lr == 0.5 and study.variants["small"].model.width == 8
+    assert study.variants["large"].batch_size == 64
+    assert study.seeds == [3]
+    assert study.sources == (str(child), str(tmp_path / "parents" / "toy.yaml"))
+    # the run folder keeps study.text: a standalone study that loads to the same study
+    assert "\nextends:" not in study.text and study.text.startswith("# resolved from ")
+    again = load_study_text(study.text, "resolved.yaml", toy_registry)
+    assert again.spec_hash == study.spec_hash
+
+
+def test_extends_chains_and_a_plugin_with_another_name_replaces(tmp_path, toy_registry):
+    from lbgap.spec import load_study
+
+    _write(tmp_path, "a.yaml", GOOD)
+    _write(tmp_path, "b.yaml", "extends: a.yaml\nbase:\n  epochs: 5\n")
+    c = _write(tmp_path, "c.yaml", "extends: b.yaml\nstudy: c\nbase:\n  optimizer: {name: adam}\n")
+    study = load_study(c, toy_registry)
+    assert study.variants["small"].epochs == 5
+    assert study.variants["small"].optimizer.name == "adam"
+    assert study.variants["small"].optimizer.lr == pytest.approx(1e-3)  # adam's default, not sgd's 0.1
+    assert len(study.sources) == 3
+
+
+def test_extends_errors_name_the_file_and_line_they_come_from(tmp_path, toy_registry):
+    from lbgap.spec import load_study
+
+    _write(tmp_path, "parent.yaml", GOOD.replace("epochs: 2", "epochs: 0"))
+    child = _write(tmp_path, "child.yaml", "# a child\nextends: parent.yaml\nbase:\n  batch_size: -1\n")
+    with pytest.raises(SpecError) as info:
+        load_study(child, toy_registry)
+    issues = [str(i) for i in info.value.issues]
+    assert f"{tmp_path / 'parent.yaml'}:7: base.epochs: Input should be greater than 0 (got 0)" in issues
+    assert f"{child}:4: base.batch_size: Input should be greater than 0 (got -1)" in issues
+
+
+@pytest.mark.parametrize(
+    "files,fragment",
+    [
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\nstudy: b\n"}, "a cycle of extends"),
+        ({"a.yaml": "extends: a.yaml\n"}, "a cycle of extends"),
+        ({"a.yaml": "study: a\nextends: missing.yaml\n"}, "no such study file"),
+        ({"a.yaml": "extends: [b.yaml]\n"}, "must be the path of another study file"),
+        ({"a.yaml": "extends: /etc/passwd\n"}, "relative to this file's folder"),
+    ],
+)
+def test_extends_cycles_and_missing_files_are_errors(tmp_path, toy_registry, files, fragment):
+    from lbgap.spec import load_study
+
+    for name, text in files.items():
+        _write(tmp_path, name, text)
+    with pytest.raises(SpecError) as info:
+        load_study(tmp_path / "a.yaml", toy_registry)
+    (issue,) = info.value.issues
+    assert issue.path == "extends" and fragment in issue.message
+    assert issue.line == [i for i, line in enumerate((tmp_path / issue.file).read_text().splitlines(), 1)
+                          if line.startswith("extends:")][0]
+
+
+def test_extends_too_long_a_chain_is_an_error(tmp_path, toy_registry):
+    from lbgap.spec import load_study
+    from lbgap.spec.load import MAX_EXTENDS
+
+    _write(tmp_path, "s0.yaml", GOOD)
+    for i in range(1, MAX_EXTENDS + 3):
+        _write(tmp_path, f"s{i}.yaml", f"extends: s{i - 1}.yaml\n")
+    with pytest.raises(SpecError, match="extend one another"):
+        load_study(tmp_path / f"s{MAX_EXTENDS + 2}.yaml", toy_registry)
+    assert load_study(tmp_path / f"s{MAX_EXTENDS}.yaml", toy_registry).name == "toy"
