@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata as md
+import math
+import re
+import sys
+import types
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+import xarray as xr
 
 import lbgap
 import lbgap.api as api
@@ -86,6 +94,16 @@ def test_every_exported_name_exists_and_is_documented():
     assert api.hookimpl is lbgap.hookimpl
 
 
+def test_api_reference_is_current():
+    from lbgap.docgen import API_BEGIN, API_END, api_reference
+
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    section = text[text.index(API_BEGIN) : text.index(API_END) + len(API_END)]
+    assert section + "\n" == api_reference(), "run `python -m lbgap.docgen docs/hooks.md` (make docs)"
+    for name in api.__all__:
+        assert f"#### `{name}`" in section
+
+
 def test_trial_context_lives_outside_the_engine():
     from lbgap.engine.context import TrialContext
 
@@ -104,3 +122,81 @@ def test_derive_seed_is_the_engines_rule(seed):
     assert api.RANK_STRIDE == 7919 and api.SEED_STRIDE == 1_000_003
     a = api.seeded_generator(seed, api.TRIAL_STREAM)
     assert a.initial_seed() == seed * 1_000_003 + 17
+
+
+# ------------------------------------------------------------- the plugin pages of the docs
+
+PAGES = sorted((ROOT / "docs" / "plugins").glob("*.md"))
+#: a per-epoch or end-of-training variable each page's plugin adds to its study's results
+EXPECTED = {
+    "dataset": "test_accuracy_near_axes",
+    "noise": "gradient_noise_std_used",
+    "metric": "test_margin",
+}
+
+
+def _blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+
+
+def _page_module(page: Path) -> types.ModuleType:
+    (code,) = _blocks(page.read_text(), "python")
+    assert not private_imports(code), f"{page.name} imports private lbgap modules"
+    module = types.ModuleType(f"lbgap_docs_{page.stem}")
+    sys.modules[module.__name__] = module
+    exec(compile(code, str(page), "exec"), module.__dict__)
+    return module
+
+
+@pytest.fixture(scope="module")
+def installed() -> list[tuple]:
+    plugins = []
+    for ep in sorted(md.entry_points(group="lbgap"), key=lambda e: e.name):
+        try:
+            plugins.append((ep.name, ep.load(), "installed", "0"))
+        except Exception:  # reported by the registry; not what this test is about
+            continue
+    return plugins
+
+
+def test_every_kind_has_a_page():
+    from lbgap.plugin import PLUGIN_KINDS
+
+    assert {p.stem for p in PAGES} >= set(PLUGIN_KINDS) | {"report"}
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    for page in PAGES:
+        assert f"plugins/{page.name}" in text, f"docs/plugins.md does not link {page.name}"
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.stem != "report"], ids=lambda p: p.stem)
+def test_plugin_page_runs_its_study(page, installed):
+    """Each page's plugin, exactly as printed, registers and trains in the page's study."""
+    from lbgap.engine.train import run_trial
+    from lbgap.registry import Registry
+    from lbgap.spec import load_study_text
+
+    module = _page_module(page)
+    registry = Registry.from_plugins([*installed, ("docs", module, "docs", "0")])
+    assert not registry.failures, registry.failures
+    (study_text,) = _blocks(page.read_text(), "yaml")
+    study = load_study_text(study_text, page.name, registry)
+    out = run_trial(study.resolve("base", {}), 0, registry=registry, device=torch.device("cpu"))
+    assert out.status in ("completed", "stopped"), out.reason
+    if page.stem in EXPECTED:
+        name = EXPECTED[page.stem]
+        assert name in out.history or name in out.end, sorted(out.history)
+        assert all(math.isfinite(v) for v in out.history.get(name, []))
+    if page.stem == "regime":
+        assert (out.plan.epochs, out.plan.time_scale) == (2, 2.0) and out.plan.lr == pytest.approx(0.2)
+
+
+def test_report_page_draws_its_figure(tmp_path):
+    module = _page_module(ROOT / "docs" / "plugins" / "report.md")
+    values = np.array([[[1.0, 2.0, np.nan], [1.5, 2.5, 3.0]]])  # variant, seed, epoch
+    ds = xr.Dataset(
+        {"test_margin": (("variant", "seed", "epoch"), values, {"units": "1"})},
+        coords={"variant": ["a"], "seed": [0, 1], "epoch": [1, 2, 3]},
+    )
+    ((title, path),) = module.lbgap_report_figures(results=ds, out_dir=tmp_path)
+    assert title == "Test margin" and path.stat().st_size > 0
+    assert module.lbgap_report_figures(results=ds.drop_vars("test_margin"), out_dir=tmp_path) == []
