@@ -84,12 +84,13 @@ KEYS = [
     "study", "base", "variants", "grid", "seeds", "search", "description", "dataset", "model",
     "optimizer", "schedule", "regime", "noise", "metrics", "stopping", "name", "lr", "batch_size",
     "epochs", "eval", "warm_start", "variant", "params", "type", "low", "high", "choices", "momentum",
-    "weight_decay", "hidden", "optimizer.lr", "sgd", "mlp", "blobs", "..", "",
+    "weight_decay", "hidden", "optimizer.lr", "sgd", "mlp", "blobs", "..", "", "extends",
 ]
 HOSTILE = [
     None, True, False, 0, -1, 2**63, -(2**63) - 1, 10**30, math.inf, -math.inf, math.nan, 1e308,
     5e-324, "", "..", ".", "/", "a/b", "-x", "x" * 200, "sgd", "mlp", "\x00", "é", "1e3", "true",
     [], {}, [[[]]], {"name": "sgd"}, {"name": "nope"}, [{"name": "lr_scaling"}],
+    "study.yaml", "../../../../etc/passwd", "/dev/zero", "a\x00b",
 ]
 
 scalars = st.one_of(
