@@ -38,8 +38,9 @@ _REGIME_STYLE = {
 
 def _x_range(fit: CriticalBatchFit, b_simple: Optional[float]) -> tuple[float, float]:
     lo, hi = float(fit.batch_sizes.min()), float(fit.batch_sizes.max())
-    marks = [fit.b_crit] + ([b_simple] if b_simple is not None and b_simple > 0 else [])
-    lo, hi = min(lo, *marks), max(hi, *marks)
+    # a B_crit at its search bound (all batch sizes in one regime) would stretch the axis for nothing
+    marks = ([] if fit.at_bound else [fit.b_crit]) + ([b_simple] if b_simple is not None and b_simple > 0 else [])
+    lo, hi = min(lo, *marks, lo), max(hi, *marks, hi)
     return lo / 2.0, hi * 2.0
 
 

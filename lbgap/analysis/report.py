@@ -129,6 +129,8 @@ def critical_batch_figures(
         b_simple = b_simple_of(ds, noise_variable, select)
         suffix = f" ({variant})" if variant else ""
         title = f"Steps to target against batch size{suffix}: B_crit = {fit.b_crit:.3g}"
+        if fit.at_bound:
+            title = f"Steps to target against batch size{suffix}: B_crit not determined (one regime)"
         name = "critical_batch" + ("_" + re.sub(r"[^A-Za-z0-9_.-]", "_", variant) if variant else "") + ".png"
         path = steps_to_target_figure(
             fit, out_dir / name, b_simple=b_simple if math.isfinite(b_simple) else None, title=title

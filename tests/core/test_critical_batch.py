@@ -258,3 +258,37 @@ def test_report_figures_per_variant(tmp_path):
     assert critical_batch_figures(_grid_results().drop_vars("steps_to_target"), tmp_path) == []
     few = _grid_results(with_noise=False).isel(batch_size=[0, 1])
     assert critical_batch_figures(few, tmp_path, n_boot=0) == []  # two batch sizes: no fit, no figure
+
+
+def test_a_study_with_a_target_gives_the_figure(toy_registry, tmp_path):
+    """End to end: a batch-size grid with a training-loss target, results.nc, the fit and its figure."""
+    import xarray as xr
+
+    from lbgap.analysis.report import critical_batch_figures, steps_per_batch_size
+    from lbgap.driver.run import run_study
+    from lbgap.spec import load_study_text
+
+    text = """\
+study: critical_batch
+base:
+  dataset: {name: blobs, n_train: 128, n_test: 32}
+  model: {name: tiny_mlp, width: 8}
+  optimizer: {name: sgd, lr: 0.2, momentum: 0.9}
+  batch_size: 32
+  epochs: 20
+  save_weights: false
+  target: {metric: train_loss, value: 0.3, every_steps: 1, stop: true}
+  metrics: [{name: sgd_noise_scale}]
+grid:
+  batch_size: [2, 16, 128]
+seeds: [0]
+"""
+    summary = run_study(load_study_text(text, "cb.yaml", toy_registry), tmp_path / "run", device="cpu")
+    with xr.open_dataset(summary.results) as ds:
+        b, steps = steps_per_batch_size(ds)
+        np.testing.assert_array_equal(b, [2, 16, 128])
+        assert all(np.isfinite(v).all() for v in steps)
+        g = ds["sgd_noise_scale"].isel(epoch=0).squeeze().values  # lr·N/(B(1 − m))
+        np.testing.assert_allclose(g, [0.2 * 128 / (bb * 0.1) for bb in (2, 16, 128)])
+        ((title, path),) = critical_batch_figures(ds, tmp_path / "figs", n_boot=20)
+    assert path.exists() and title.startswith("Steps to target against batch size")
