@@ -44,6 +44,7 @@ def registry() -> Registry:
     plugins.append(("toy", sys.modules["toy_plugins"], "tests", "0"))
     example = ROOT / "examples" / "lbgap-example-plugin" / "lbgap_example" / "__init__.py"
     plugins.append(("example", _module("lbgap_example", example), "lbgap-example-plugin", "0"))
+    plugins.append(("nested", NESTED._NestedMetrics(), "tests", "0"))
     return Registry.from_plugins(plugins)
 
 
@@ -123,6 +124,17 @@ BEYOND_JSON_SCHEMA = {
     "search-bad-bounds",  # low < high
     "search-unknown-path",  # the path names a setting
 }
+
+
+NESTED = _module("lbgap_test_nested_plugins", ROOT / "tests" / "core" / "test_nested_plugins.py")
+
+
+@pytest.mark.parametrize("case", NESTED.CASES, ids=[c[0] for c in NESTED.CASES])
+def test_bad_nested_plugin_entries_are_rejected_by_both(case, registry, validator):
+    _id, old, new = case[:3]
+    assert old in NESTED.GOOD
+    accepted, schema_ok, errors = _verdicts(NESTED.GOOD.replace(old, new), registry, validator)
+    assert not accepted and not schema_ok
 
 
 def _spec_error_cases():
