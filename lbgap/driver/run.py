@@ -123,6 +123,7 @@ class _Runner:
         self.reporter = reporter
         self.nproc = nproc
         self.write = True  # False on data-parallel ranks other than 0
+        self.ostudy: Optional[optuna.Study] = None  # the Optuna study its grid loop takes cells from
 
     def trial_path(self, key: str) -> Path:
         return self.out_dir / "trials" / f"{key}.nc"
@@ -266,6 +267,7 @@ def _grid_loop(
     ``max_trials`` holds for them together; without it ``max_trials`` counts this loop's trainings.
     """
     choices = _grid_choices(study, plan.cells)
+    runner.ostudy = ostudy
     trained, failed, diverged = 0, [], []
     while taken is not None or max_trials is None or trained < max_trials:
         # check and take a queued cell in one turn: between the two another worker could take the
@@ -341,6 +343,7 @@ def _run_grid(
         trained, failed, diverged = run_workers(
             study, runner, storage_url, workers, max_trials, threads,
             local=lambda taken: _grid_loop(study, plan, runner, ostudy, max_trials, taken),
+            on_lost=lambda key: fail_lost_trial(ostudy, key),
         )
         if is_embedded(storage_url):
             fail_stale_trials(ostudy)  # the trials of a worker that died; every worker has exited
@@ -404,16 +407,41 @@ def _warm_start_state(runner: _Runner, cell: Cell, timeout: float = 3600.0) -> O
     name = "initial.pt" if ws.epochs == 0 else f"epoch_{ws.epochs}.pt"
     path = weights_dir(runner.out_dir, src) / name
     deadline = time.monotonic() + timeout
+    checked = time.monotonic()
     while not path.exists():  # another worker may still be training the source
         if runner.trial_path(src).exists():  # the source is done, without that checkpoint
             raise FileNotFoundError(
                 f"warm start from {src} after {ws.epochs} epochs: the source trial ended before epoch "
                 f"{ws.epochs} (stopped early or diverged), so {path.name} does not exist"
             )
+        if runner.ostudy is not None and time.monotonic() - checked > 2.0:
+            checked = time.monotonic()
+            # a source trains while its trial is queued or running (the checkpoint is written before
+            # the trial ends): if it is neither, and the checkpoint is still missing, it failed or
+            # its worker was killed, and this trial cannot start before a later run trains it
+            if not _queued_or_running(runner.ostudy, src) and not path.exists():
+                raise FileNotFoundError(
+                    f"warm start from {src}: the source trial failed or was interrupted; "
+                    "run the study again to train both"
+                )
         if time.monotonic() > deadline:
             raise FileNotFoundError(f"warm start: {path} did not appear")
         time.sleep(0.5)
     return torch.load(path, map_location=runner.device, weights_only=True)
+
+
+def _queued_or_running(ostudy: optuna.Study, key: str) -> bool:
+    states = (TrialState.WAITING, TrialState.RUNNING)
+    return any(t.user_attrs.get("cell") == key for t in ostudy.get_trials(deepcopy=False, states=states))
+
+
+def fail_lost_trial(ostudy: optuna.Study, key: str) -> None:
+    """Fail the RUNNING trial of cell ``key``, whose worker died: the cells warm-started from it stop
+    waiting for it, and the next run trains it again."""
+    for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("cell") == key:
+            ostudy._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            ostudy._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
 
 
 # ------------------------------------------------------------------- searches

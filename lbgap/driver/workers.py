@@ -287,11 +287,13 @@ def run_workers(
     max_trials: Optional[int],
     threads: int,
     local: Callable[[Any], tuple[int, list[str], list[str]]],
+    on_lost: Optional[Callable[[str], None]] = None,
 ) -> tuple[int, list[str], list[str]]:
     """Train the queued cells of ``study`` with ``jobs`` workers: this process, which runs
     ``local(taken)`` (the grid loop) while it starts the others, and ``jobs - 1`` worker
     processes. Return (trained, failed, diverged) over all of them. The caller has queued the
-    cells and holds the folder.
+    cells and holds the folder. ``on_lost(key)`` is called when a worker dies while it trains
+    the cell ``key``.
 
     This process trains too, so that it does not idle while the workers start (importing
     torch and the plugins takes seconds) nor while they train.
@@ -332,7 +334,9 @@ def run_workers(
         _restore_env("OMP_NUM_THREADS", omp)
         log.info("started %d worker process(es) beside this one", jobs - 1)
         reporter = runner.reporter = _LockedReporter(runner.reporter)  # this thread and the server's
-        server = threading.Thread(target=_serve, args=(workers, reporter), name="lbgap-workers", daemon=True)
+        server = threading.Thread(
+            target=_serve, args=(workers, reporter, on_lost), name="lbgap-workers", daemon=True
+        )
         server.start()
         trained, failed, diverged = local(taken)
         _close_gate(workers, gate, runner.out_dir)
@@ -384,8 +388,8 @@ def _close_gate(workers: list[_Worker], gate: Any, out_dir: Path) -> None:
         gate[0] = 1
         for w in workers:
             if not gate[w.index] and w.process.is_alive():
+                w.result = ("done", 0, [], [])  # before the kill: the server reads it at the pipe's end
                 w.process.kill()
-                w.result = ("done", 0, [], [])
 
 
 def _restore_env(name: str, value: Optional[str]) -> None:
@@ -395,7 +399,7 @@ def _restore_env(name: str, value: Optional[str]) -> None:
         os.environ[name] = value
 
 
-def _serve(workers: list[_Worker], reporter: Any) -> None:
+def _serve(workers: list[_Worker], reporter: Any, on_lost: Optional[Callable[[str], None]] = None) -> None:
     """Hand the workers' events to ``reporter`` until every worker has exited."""
     while True:
         conns = [w.conn for w in workers if w.conn is not None]
@@ -408,6 +412,12 @@ def _serve(workers: list[_Worker], reporter: Any) -> None:
             except (EOFError, OSError):  # the worker exited, or was killed
                 conn.close()
                 worker.conn = None
+                lost = worker.result is None or worker.result[0] == "error"
+                if lost and worker.running is not None and on_lost is not None:
+                    try:
+                        on_lost(worker.running)
+                    except Exception:
+                        log.exception("could not record the trial %s of worker %d as failed", worker.running, worker.index)
                 continue
             try:
                 _dispatch(worker, msg, reporter)

@@ -81,6 +81,25 @@ def test_max_trials_holds_for_the_workers_together(toy_registry, tmp_path):
     assert len(list((tmp_path / "trials").glob("*.nc"))) == 5
 
 
+def test_a_trial_warm_started_from_a_failed_source_does_not_wait_for_it(toy_registry, tmp_path, monkeypatch):
+    import lbgap.driver.run as run_module
+
+    real = run_module.run_trial
+
+    def failing(cfg, seed, **kw):
+        if kw.get("key") == "a,batch_size=16,seed=0":
+            raise RuntimeError("the source failed")
+        return real(cfg, seed, **kw)
+
+    monkeypatch.setattr(run_module, "run_trial", failing)
+    study = load_study_text(TOY, "toy_jobs.yaml", toy_registry)
+    start = time.monotonic()
+    summary = run_study(study, tmp_path, device="cpu", jobs=1)
+    assert time.monotonic() - start < 120
+    assert sorted(summary.failed) == ["a,batch_size=16,seed=0", "w,batch_size=16,seed=0"]
+    assert summary.results is None
+
+
 def test_default_jobs():
     assert default_jobs("cpu") == len(os.sched_getaffinity(0))
     assert default_jobs("cpu", threads=2) == max(1, len(os.sched_getaffinity(0)) // 2)
