@@ -588,28 +588,37 @@ class _Validator:
             else:
                 samples = [param.low, param.high]
             for name, merged in variant_dicts.items():
-                if name not in variants:
-                    continue
-                for value in samples:
-                    try:
-                        validated = self.model.model_validate(set_path(merged, path, value))
-                        coerced = coerced_values(value, _descend(validated, split_path(path)))
-                        if coerced and param.type == "categorical":
-                            loc, message = coerced[0]
-                            where = ".".join(map(str, split_path(path) + list(loc)))
-                            self.add(ypath, f"value {value!r} is not valid here: {message} (at {where})")
-                            return
-                    except KeyError as exc:
-                        self.add(ypath, f"no such setting: {exc.args[0]}")
-                        return
-                    except ValidationError as exc:
-                        err = exc.errors(include_url=False)[0]
-                        loc = clean_loc(err["loc"], set_path(merged, path, value))
-                        self.add(
-                            ypath,
-                            f"value {value!r} is not valid here: {_message(err, loc, merged, self)} (at {'.'.join(map(str, loc))})",
-                        )
-                        return
+                if name in variants and self._search_problem(ypath, path, param, merged, samples):
+                    break  # one report per parameter; the other parameters are still checked
+
+    def _search_problem(self, ypath: tuple, path: str, param: Any, merged: dict, samples: list) -> bool:
+        """Report the first sample of a searched parameter that does not fit (True if one)."""
+        parts = split_path(path)
+        for value in samples:
+            try:
+                cfg = set_path(merged, path, value)
+            except KeyError as exc:
+                self.add(ypath, f"no such setting: {exc.args[0]}")
+                return True
+            try:
+                validated = self.model.model_validate(cfg)
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                loc = clean_loc(err["loc"], cfg)
+                message = _message(err, loc, cfg, self)
+                if err["type"] == "extra_forbidden" and tuple(parts[: len(loc)]) == loc:
+                    self.add(ypath, f"no such setting: {message}")
+                else:
+                    at = ".".join(map(str, loc))
+                    self.add(ypath, f"value {value!r} is not valid here: {message} (at {at})")
+                return True
+            coerced = coerced_values(value, _descend(validated, parts))
+            if coerced and param.type == "categorical":
+                loc, message = coerced[0]
+                at = ".".join(map(str, parts + list(loc)))
+                self.add(ypath, f"value {value!r} is not valid here: {message} (at {at})")
+                return True
+        return False
 
     def _check_warm_starts(self, header: StudyHeader, variants: dict[str, Any]) -> None:
         for name, cfg in variants.items():

@@ -62,7 +62,7 @@ CASES = [
     ("warm-start-unknown", _replace("large: {batch_size: 128}", "large: {warm_start: {variant: tiny, epochs: 1}}"), 10, "variants.large.warm_start.variant", "unknown variant 'tiny'"),
     ("search-bad-bounds", GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + "search:\n  params:\n    optimizer.lr: {type: float, low: 1.0, high: 0.1, log: true}\n", 11, "search.params.optimizer.lr", "low must be below high"),
     ("search-with-grid", GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + "grid:\n  batch_size: [8]\nsearch:\n  params:\n    batch_size: {type: pow2, low: 8, high: 64}\n", 11, "search", "either a grid or a search"),
-    ("search-unknown-path", GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + "search:\n  params:\n    optimizer.momentun: {type: float, low: 0.0, high: 0.9}\n", 11, "search.params.optimizer.momentun", "not valid here"),
+    ("search-unknown-path", GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + "search:\n  params:\n    optimizer.momentun: {type: float, low: 0.0, high: 0.9}\n", 11, "search.params.optimizer.momentun", "no such setting: unknown key 'momentun' (did you mean 'momentum'?)"),
 ]
 
 
@@ -279,3 +279,17 @@ def test_extends_too_long_a_chain_is_an_error(tmp_path, toy_registry):
     with pytest.raises(SpecError, match="extend one another"):
         load_study(tmp_path / f"s{MAX_EXTENDS + 2}.yaml", toy_registry)
     assert load_study(tmp_path / f"s{MAX_EXTENDS}.yaml", toy_registry).name == "toy"
+
+
+def test_every_searched_parameter_is_checked(toy_registry):
+    text = GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + (
+        "search:\n  params:\n    optimizer.lrr: {type: float, low: 0.1, high: 1.0}\n"
+        "    batch_size: {type: categorical, choices: [16, -4]}\n"
+        "    epochs: {type: int, low: 1, high: 4}\n"
+    )
+    issues = _issues(text, toy_registry)
+    assert len(issues) == 2, issues
+    assert issues[0].startswith("bad.yaml:11: search.params.optimizer.lrr: no such setting: unknown key 'lrr'")
+    assert issues[1].startswith(
+        "bad.yaml:12: search.params.batch_size: value -4 is not valid here: Input should be greater than 0"
+    )
