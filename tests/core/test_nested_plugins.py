@@ -217,8 +217,12 @@ def test_schema_describes_nested_entries(reg):
 
     defs = study_json_schema(reg)["$defs"]
     (wrapper,) = [d for d in defs.values() if d.get("title") == "metric:sum_of"]
-    # a list of the metrics that hold no plugins themselves: here only 'constant'
-    assert wrapper["properties"]["parts"]["items"] == {"$ref": "#/$defs/Metric_constant"}
+    # a list of the metrics that hold no plugins themselves: 'constant' but not 'sum_of'
+    items = wrapper["properties"]["parts"]["items"]
+    assert "constant" in items["properties"]["name"]["enum"] and "sum_of" not in items["properties"]["name"]["enum"]
+    selected = {"if": {"required": ["name"], "properties": {"name": {"const": "constant"}}},
+                "then": {"$ref": "#/$defs/Metric_constant"}}
+    assert selected in items["allOf"]
 
 
 def test_only_kinds_built_from_the_configuration_alone_nest():

@@ -142,5 +142,5 @@ def test_schema_lists_installed_plugins():
     text = str(schema)
     for name in ("mnist1d", "mlp", "sgd", "lr_scaling", "regime_adaptation"):
         assert f"'{name}'" in text
-    assert schema["$schema"].startswith("http://json-schema.org/draft-07")
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert "Variant" in schema["$defs"]
