@@ -1,4 +1,8 @@
-"""lbgap: reproducible studies of the large-batch generalization gap."""
+"""lbgap: reproducible studies of the large-batch generalization gap.
+
+Plugin authors import from :mod:`lbgap.api`, the public API; the other modules are private.
+``lbgap.hookimpl`` is kept as an alias of ``lbgap.api.hookimpl``.
+"""
 
 from __future__ import annotations
 

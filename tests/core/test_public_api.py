@@ -200,3 +200,17 @@ def test_report_page_draws_its_figure(tmp_path):
     ((title, path),) = module.lbgap_report_figures(results=ds, out_dir=tmp_path)
     assert title == "Test margin" and path.stat().st_size > 0
     assert module.lbgap_report_figures(results=ds.drop_vars("test_margin"), out_dir=tmp_path) == []
+
+
+def test_metrics_python_api_examples_run():
+    """The code of docs/metrics.md's "Python API" section runs as printed."""
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    section = text[text.index("## Python API") :]
+    section = section[: m.start() + 3] if (m := re.search(r"\n## ", section[3:])) else section
+    code = "\n".join(_blocks(section, "python"))
+    assert "keskar_sharpness(" in code and "MeasureContext(" in code
+    namespace: dict = {"__name__": "metrics_python_api"}
+    exec(compile(code, "docs/metrics.md", "exec"), namespace)
+    assert namespace["values"]["keskar_sharpness_full_eps1e-03"] >= 0
+    assert namespace["result"].sharpness >= 0 and namespace["eig"].converged.all()
+    assert namespace["top"].dims == ("eigen_index",)
