@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +24,11 @@ out = Console()
 err = Console(stderr=True)
 
 EXIT_USAGE = 2
+
+
+class Vectorize(StrEnum):
+    auto = "auto"
+    off = "off"
 
 
 #: exit status of --strict when a plugin failed to load or register
@@ -79,6 +85,7 @@ def _run(
     nproc: int = 1,
     jobs: Optional[int] = None,
     threads: int = 1,
+    vectorize: Optional[str] = None,
 ) -> None:
     from ..driver.run import FolderBusyError, StudyFolderError, default_jobs, run_study
     from .progress import RichReporter
@@ -93,7 +100,7 @@ def _run(
         with RichReporter(err) as reporter:
             summary = run_study(
                 study, out_dir, device=device, storage=storage, reporter=reporter, max_trials=max_trials,
-                nproc=nproc, jobs=jobs, threads=threads,
+                nproc=nproc, jobs=jobs, threads=threads, vectorize=vectorize,
             )
     except (StudyFolderError, FolderBusyError) as exc:
         err.print(f"[red]error:[/] {exc}")
@@ -158,6 +165,10 @@ def study_run(
         1, min=1, help="CPU threads for torch. The small networks of these studies train fastest on one; "
         "more threads pay off only for wide layers and large batches on an otherwise idle machine.",
     ),
+    vectorize: Optional[Vectorize] = typer.Option(
+        None, "--vectorize", help="auto: train trials that can share a stacked model together where that is "
+        "faster on the device; off: one at a time. Default: the study's `vectorize` (auto). The results are the same.",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Check that every variant starts (a few training steps and one evaluation "
         "batch each, on --device) and estimate the time of its trials; write nothing. "
@@ -188,7 +199,10 @@ def study_run(
             err.print("[yellow]note:[/] --dry-run trains in one process; --nproc is ignored")
         _dry_run(study, device, steps or 2, threads, jobs, storage, nproc)
         return
-    _run(study, out_dir or Path("runs") / study.name, device, storage, report, max_trials, nproc, jobs, threads)
+    _run(
+        study, out_dir or Path("runs") / study.name, device, storage, report, max_trials, nproc, jobs, threads,
+        vectorize.value if vectorize is not None else None,
+    )
 
 
 def _dry_run(
@@ -233,6 +247,7 @@ def study_resume(
     jobs: Optional[int] = typer.Option(
         None, "--jobs", "-j", min=1, help="Trials trained at once, in worker processes (see study run)."
     ),
+    vectorize: Optional[Vectorize] = typer.Option(None, "--vectorize", help="auto or off (see study run)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Continue an interrupted study without redoing finished trials."""
@@ -245,7 +260,10 @@ def study_resume(
         raise typer.Exit(EXIT_USAGE)
     storage = json.loads(meta.read_text()).get("storage")
     study = _load(spec)
-    _run(study, out_dir, device, storage, report, None, jobs=jobs, threads=threads)
+    _run(
+        study, out_dir, device, storage, report, None, jobs=jobs, threads=threads,
+        vectorize=vectorize.value if vectorize is not None else None,
+    )
 
 
 @study_app.command("validate")

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,6 +22,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from ..engine.group import Member, NotStackable, run_group
 from ..engine.train import StopTrial, TrialOutcome, run_trial
 from ..results import (
     combine_grid,
@@ -34,6 +35,7 @@ from ..results import (
 )
 from ..spec.load import Cell, Study, cell_key
 from ..spec.merge import split_path
+from .groups import GroupPlanner
 from .progress import NullReporter, Reporter
 from .storage import FolderBusyError, claim_folder, fail_stale_trials, folder_lock, is_embedded, make_storage
 
@@ -115,9 +117,13 @@ class _Runner:
     """Shared machinery: train a config with a seed, save, report."""
 
     def __init__(
-        self, study: Study, out_dir: Path, device: torch.device, reporter: Reporter, nproc: int = 1
+        self, study: Study, out_dir: Path, device: torch.device, reporter: Reporter, nproc: int = 1,
+        vectorize: Optional[str] = None,
     ) -> None:
         self.study = study
+        #: "auto" or "off" (the study's setting unless overridden); data-parallel trials never group
+        self.vectorize = "off" if nproc > 1 else (vectorize or getattr(study.header, "vectorize", "auto"))
+        self.groups = GroupPlanner(study, device, self.vectorize)
         self.out_dir = out_dir
         self.device = device
         self.reporter = reporter
@@ -158,14 +164,39 @@ class _Runner:
             on_epoch=epoch_cb,
             on_step=lambda s: rep.step(key, s),
         )
+        self.save(outcome, cfg, coords, checkpoints)
+        return outcome
+
+    def save(self, outcome: TrialOutcome, cfg: Any, coords: dict[str, Any], checkpoints: Optional[set[int]]) -> None:
+        """Write the trial's file (and weights) and report its end."""
+        key = outcome.key
         if self.write:
             ds = trial_dataset(outcome, coords)
             if cfg.save_weights or checkpoints:
                 save_weights(outcome, self.out_dir)
             write_atomic(ds, self.trial_path(key))
         acc = _final(outcome.history, "test_accuracy")
-        rep.trial_end(key, outcome.status, f"test accuracy {acc:.4f}" if not math.isnan(acc) else outcome.reason)
-        return outcome
+        self.reporter.trial_end(key, outcome.status, f"test accuracy {acc:.4f}" if not math.isnan(acc) else outcome.reason)
+
+    def train_group(self, cells: list[Cell], checkpoints: dict[str, set[int]], on_done: Any) -> None:
+        """Train ``cells`` as one vectorized group; ``on_done(cell, outcome)`` after each member's file
+        is written. Raises :class:`NotStackable` before any training if they cannot train together."""
+        rep = self.reporter
+
+        def member(cell: Cell) -> Member:
+            key = cell.key
+            rep.trial_start(key, cell.config.epochs, 0)
+            return Member(
+                cell.config, cell.seed, key, on_epoch=lambda e, r, _t, key=key: rep.epoch_end(key, e, r),
+                on_step=lambda s, key=key: rep.step(key, s), checkpoint_epochs=checkpoints.get(cell.key),
+            )
+
+        def done(i: int, outcome: TrialOutcome) -> None:
+            cell = cells[i]
+            self.save(outcome, cell.config, _cell_coords(cell), checkpoints.get(cell.key))
+            on_done(cell, outcome)
+
+        run_group([member(c) for c in cells], registry=self.study.registry, device=self.device, on_done=done)
 
 
 # ---------------------------------------------------------------- grid studies
@@ -265,61 +296,146 @@ def _grid_loop(
     Every worker of a study runs this loop on the shared storage. ``taken`` (a shared
     ``multiprocessing.Value``) counts the cells the workers of one run have taken, so that
     ``max_trials`` holds for them together; without it ``max_trials`` counts this loop's trainings.
+    Cells that can train as one vectorized group (:mod:`lbgap.driver.groups`) are taken together.
     """
     choices = _grid_choices(study, plan.cells)
     runner.ostudy = ostudy
-    trained, failed, diverged = 0, [], []
-    while taken is not None or max_trials is None or trained < max_trials:
-        # check and take a queued cell in one turn: between the two another worker could take the
-        # last one, and ask() would then create a new trial instead of popping a queued one
-        with folder_lock(runner.out_dir):
-            if not ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+    for cell in plan.cells:  # decide the groups once, before taking any cell
+        runner.groups.key(cell)
+    tally = _Tally()
+    while taken is not None or max_trials is None or tally.trained < max_trials:
+        trials = _take_cells(plan, runner, ostudy, max_trials, taken, tally)
+        if not trials:
+            break
+        todo = []
+        for trial in trials:
+            key = trial.user_attrs.get("cell")
+            if key not in plan.by_key:
+                ostudy.tell(trial, state=TrialState.FAIL)  # a worker raced us to the last cell anyway
+                continue
+            for name, values in choices.items():
+                trial.suggest_categorical(name, values)
+            if runner.trial_path(key).exists():  # another worker finished it
+                ostudy.tell(trial, _final_from_file(runner.trial_path(key)))
+                continue
+            todo.append((trial, plan.by_key[key]))
+        if len(todo) > 1:
+            _train_together(runner, plan, ostudy, todo, tally)
+        for trial, cell in todo if len(todo) == 1 else []:
+            _train_cell(runner, plan, ostudy, trial, cell, tally)
+    return tally.trained, tally.failed, tally.diverged
+
+
+@dataclass
+class _Tally:
+    trained: int = 0
+    failed: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)
+
+
+def _take_cells(
+    plan: _GridPlan, runner: _Runner, ostudy: optuna.Study, max_trials: Optional[int], taken: Any, tally: _Tally
+) -> list[Any]:
+    """Take the next queued cell, and the queued cells after it of the same vectorized group."""
+    # check and take in one turn: between the two another worker could take the last cell,
+    # and ask() would then create a new trial instead of popping a queued one
+    with folder_lock(runner.out_dir):
+        waiting = sorted(ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number)
+        trials: list[Any] = []
+        for t in waiting:
+            if not _may_take(max_trials, taken, tally, len(trials)):
                 break
-            if taken is not None and max_trials is not None:
-                if taken.value >= max_trials:
+            cell = plan.by_key.get(t.user_attrs.get("cell"))
+            if trials:
+                first = plan.by_key.get(trials[0].user_attrs.get("cell"))
+                group = runner.groups.key(first) if first is not None else None
+                if group is None or cell is None or runner.groups.key(cell) != group:
                     break
+                if len(trials) >= runner.groups.limit(group, first):
+                    break
+            if taken is not None:
                 taken.value += 1
-            trial = ostudy.ask()
-        key = trial.user_attrs.get("cell")
-        if key not in plan.by_key:
-            ostudy.tell(trial, state=TrialState.FAIL)  # a worker raced us to the last cell anyway
-            continue
-        cell = plan.by_key[key]
-        for name, values in choices.items():
-            trial.suggest_categorical(name, values)
-        if runner.trial_path(key).exists():  # another worker finished it
-            ostudy.tell(trial, _final_from_file(runner.trial_path(key)))
-            continue
-        try:
-            if runner.nproc > 1:
-                outcome = _train_data_parallel(runner, key)
-            else:
-                outcome = runner.train(
-                    cell.config,
-                    cell.seed,
-                    key,
-                    {"variant": cell.variant, **dict(cell.point), "seed": cell.seed},
-                    init_state=_warm_start_state(runner, cell),
-                    checkpoints=plan.needs.get(key),
-                )
-        except KeyboardInterrupt:
-            ostudy.tell(trial, state=TrialState.FAIL)
-            raise
-        except Exception as exc:
-            log.exception("trial %s failed", key)
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            ostudy.tell(trial, state=TrialState.FAIL)
-            failed.append(key)
-            continue
-        trained += 1
-        trial.set_user_attr("status", outcome.status)
-        if outcome.status == "diverged":
-            diverged.append(key)
-            ostudy.tell(trial, state=TrialState.FAIL)
+            trials.append(ostudy.ask())
+            if trials[-1].number != t.number:  # not the one looked at: train it alone
+                break
+        return trials
+
+
+def _may_take(max_trials: Optional[int], taken: Any, tally: _Tally, in_hand: int) -> bool:
+    if max_trials is None:
+        return True
+    if taken is not None:
+        return taken.value < max_trials
+    return tally.trained + in_hand < max_trials
+
+
+def _train_cell(runner: _Runner, plan: _GridPlan, ostudy: optuna.Study, trial: Any, cell: Cell, tally: _Tally) -> None:
+    key = cell.key
+    try:
+        if runner.nproc > 1:
+            outcome = _train_data_parallel(runner, key)
         else:
-            value = _final(outcome.history, "test_accuracy")
-            ostudy.tell(trial, value if not math.isnan(value) else None, state=None if not math.isnan(value) else TrialState.FAIL)
-    return trained, failed, diverged
+            outcome = runner.train(
+                cell.config, cell.seed, key, _cell_coords(cell),
+                init_state=_warm_start_state(runner, cell), checkpoints=plan.needs.get(key),
+            )
+    except KeyboardInterrupt:
+        ostudy.tell(trial, state=TrialState.FAIL)
+        raise
+    except Exception as exc:
+        _record_failure(ostudy, trial, key, exc, tally)
+        return
+    _record(ostudy, trial, key, outcome, tally)
+
+
+def _train_together(runner: _Runner, plan: _GridPlan, ostudy: optuna.Study, todo: list, tally: _Tally) -> None:
+    """Train ``todo`` ((trial, cell) pairs) as one vectorized group; one by one if they cannot."""
+    trials = {cell.key: trial for trial, cell in todo}
+    open_keys = set(trials)
+
+    def done(cell: Cell, outcome: Any) -> None:
+        open_keys.discard(cell.key)
+        _record(ostudy, trials[cell.key], cell.key, outcome, tally)
+
+    try:
+        runner.train_group([cell for _, cell in todo], plan.needs, done)
+    except NotStackable as exc:
+        log.info("cells %s train one at a time: %s", ", ".join(trials), exc)
+        for trial, cell in todo:
+            _train_cell(runner, plan, ostudy, trial, cell, tally)
+    except KeyboardInterrupt:
+        for key in open_keys:
+            ostudy.tell(trials[key], state=TrialState.FAIL)
+        raise
+    except Exception as exc:
+        for key in sorted(open_keys):
+            _record_failure(ostudy, trials[key], key, exc, tally)
+
+
+def _record(ostudy: optuna.Study, trial: Any, key: str, outcome: Any, tally: _Tally) -> None:
+    """Tell Optuna how a trained cell ended."""
+    tally.trained += 1
+    trial.set_user_attr("status", outcome.status)
+    if outcome.status == "diverged":
+        tally.diverged.append(key)
+        ostudy.tell(trial, state=TrialState.FAIL)
+        return
+    value = _final(outcome.history, "test_accuracy")
+    if math.isnan(value):
+        ostudy.tell(trial, state=TrialState.FAIL)
+    else:
+        ostudy.tell(trial, value)
+
+
+def _record_failure(ostudy: optuna.Study, trial: Any, key: str, exc: BaseException, tally: _Tally) -> None:
+    log.error("trial %s failed", key, exc_info=exc)
+    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+    ostudy.tell(trial, state=TrialState.FAIL)
+    tally.failed.append(key)
+
+
+def _cell_coords(cell: Cell) -> dict[str, Any]:
+    return {"variant": cell.variant, **dict(cell.point), "seed": cell.seed}
 
 
 def _run_grid(
@@ -699,6 +815,7 @@ def run_study(
     nproc: int = 1,
     jobs: int = 1,
     threads: int = 1,
+    vectorize: Optional[str] = None,
 ) -> RunSummary:
     """Run (or continue) ``study`` in ``out_dir`` and return a summary.
 
@@ -712,6 +829,10 @@ def run_study(
     with ``threads`` torch threads; the results are those of ``jobs=1``. A search
     runs its trials one after another whatever ``jobs`` is: each trial's
     parameters depend on the results of the trials before it.
+
+    ``vectorize`` (``"auto"`` or ``"off"``; default: the study's setting) lets cells that can
+    share a stacked model train as one group (:mod:`lbgap.driver.groups`); the numbers of
+    each cell are the same either way.
     """
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, not {jobs}")
@@ -726,7 +847,9 @@ def run_study(
     _prepare_folder(study, out_dir, storage)
     lock = claim_folder(out_dir) if is_embedded(storage) else None
     try:
-        runner = _Runner(study, out_dir, resolve_device(device), reporter or NullReporter(), nproc=nproc)
+        runner = _Runner(
+            study, out_dir, resolve_device(device), reporter or NullReporter(), nproc=nproc, vectorize=vectorize
+        )
         if study.search is not None:
             if jobs > 1:
                 log.info("a search trains its trials one after another; --jobs %d does not apply", jobs)

@@ -127,6 +127,7 @@ class _WorkerJob:
     spec_hash: str
     registry: RegistrySource
     log_level: int
+    vectorize: str = "auto"
 
 
 class _PipeReporter:
@@ -232,7 +233,7 @@ def worker_main(job: _WorkerJob, conn: Connection, taken: Any, gate: Any) -> Non
         if study.spec_hash != job.spec_hash:
             raise RuntimeError(f"the worker read another spec (hash {study.spec_hash[:12]} ≠ {job.spec_hash[:12]})")
         out_dir = Path(job.out_dir)
-        runner = _Runner(study, out_dir, resolve_device(job.device), _PipeReporter(conn))
+        runner = _Runner(study, out_dir, resolve_device(job.device), _PipeReporter(conn), vectorize=job.vectorize)
         with folder_lock(out_dir):  # the gate: see _close_gate
             if gate[0]:
                 conn.send(("done", 0, [], []))
@@ -325,6 +326,7 @@ def run_workers(
                 spec_hash=study.spec_hash,
                 registry=source,
                 log_level=level,
+                vectorize=runner.vectorize,
             )
             reader, writer = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=worker_main, args=(job, writer, taken, gate), name=f"lbgap-worker-{i}", daemon=True)

@@ -52,6 +52,7 @@ variants:
   sb: {}
   lb: {batch_size: 512}
 seeds: [0, 1, 2, 3]
+vectorize: off  # each worker trains one trial at a time: the kill tests count trials
 """
 
 

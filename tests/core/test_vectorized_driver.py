@@ -1,0 +1,115 @@
+"""Vectorized groups in a study: the driver groups cells, and results.nc is what one-at-a-time gives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from lbgap.driver.groups import GroupPlanner
+from lbgap.driver.run import run_study
+from lbgap.registry import get_registry
+from lbgap.spec import load_study_text
+
+from .test_workers import assert_same_results
+
+SPEC = """\
+study: vec_driver
+base:
+  dataset: {name: digits}
+  model: {name: mlp, hidden: [32, 32], norm: batchnorm}
+  optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
+  batch_size: 64
+  epochs: 3
+variants:
+  sb: {}
+  gbn: {model: {norm: ghost, ghost_size: 16}}
+  lr: {optimizer: {lr: 0.02}}
+  warm: {warm_start: {variant: sb, epochs: 1}}
+seeds: [0, 1, 2]
+"""
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str]] = []
+
+    def study_start(self, total, done):
+        pass
+
+    def trial_start(self, key, epochs, steps):
+        self.log.append(("start", key))
+
+    def step(self, key, step):
+        pass
+
+    def epoch_end(self, key, epoch, record):
+        pass
+
+    def trial_end(self, key, status, summary):
+        self.log.append(("end", key))
+
+    def skipped(self, count):
+        pass
+
+
+def _study(text: str = SPEC):
+    return load_study_text(text, "vec_driver.yaml", get_registry())
+
+
+def test_planner_groups_what_may_train_together():
+    study = _study()
+    planner = GroupPlanner(study, study_device := __import__("torch").device("cpu"))
+    keys = {c.key: planner.key(c) for c in study.cells()}
+    assert study_device.type == "cpu"
+    sb = [k for k in keys if k.startswith("sb,")]
+    assert len({keys[k] for k in sb}) == 1 and keys[sb[0]] is not None
+    lr = [k for k in keys if k.startswith("lr,")]
+    assert keys[lr[0]] == keys[sb[0]]  # a float setting of the optimizer does not split a group
+    gbn = [k for k in keys if k.startswith("gbn,")]
+    assert keys[gbn[0]] not in (None, keys[sb[0]])  # another architecture
+    assert all(keys[k] is None for k in keys if k.startswith("warm,"))  # warm starts train alone
+    assert all(v is None for v in map(GroupPlanner(study, study_device, "off").key, study.cells()))
+
+
+def test_grouped_study_equals_one_at_a_time(tmp_path):
+    study = _study()
+    events = _Events()
+    grouped = run_study(study, tmp_path / "grouped", device="cpu", jobs=1, vectorize="auto", reporter=events)
+    alone = run_study(study, tmp_path / "alone", device="cpu", jobs=1, vectorize="off")
+    assert grouped.results is not None and alone.results is not None and not grouped.failed
+    assert_same_results(alone.results, grouped.results)
+    # grouped members start together: three starts before the first end
+    first_end = next(i for i, (what, _) in enumerate(events.log) if what == "end")
+    assert first_end >= 3
+
+
+def test_grouped_workers_equal_one_at_a_time(tmp_path):
+    study = _study()
+    alone = run_study(study, tmp_path / "alone", device="cpu", jobs=1, vectorize="off")
+    workers = run_study(study, tmp_path / "workers", device="cpu", jobs=2, vectorize="auto")
+    assert_same_results(alone.results, workers.results)
+
+
+def test_kill_during_a_group_then_resume(tmp_path):
+    spec = tmp_path / "vec_driver.yaml"
+    spec.write_text(SPEC.replace("epochs: 3", "epochs: 40").replace("seeds: [0, 1, 2]", "seeds: [0, 1]"))
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "lbgap", "study", "run", str(spec), "--out", str(out), "--jobs", "1", "--no-report"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((out / "trials").glob("*.nc")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("*.nc")}
+    assert done_before, "no trial finished before the kill"
+    subprocess.run([sys.executable, "-m", "lbgap", "study", "resume", str(out), "--jobs", "1", "--no-report"],
+                   env=env, check=True, capture_output=True)
+    for name, mtime in done_before.items():  # finished trials are not retrained
+        assert (out / "trials" / name).stat().st_mtime_ns == mtime
+    reference = run_study(_study(spec.read_text()), tmp_path / "ref", device="cpu", jobs=1, vectorize="off")
+    assert_same_results(reference.results, out / "results.nc")
