@@ -93,6 +93,11 @@ def print_dry_run(report: DryRunReport, out: Console, err: Console, threads: int
             "A row also stands for the grid points that differ from it only in floating-point settings "
             "(learning rates, momenta, scales); trials counts them all."
         )
+    for size, factor in report.groups.values():
+        lines.append(
+            f"Vectorized groups of {size} trials: one stacked step takes {factor:.2f}× the time of "
+            f"{size} single steps (timed here; --vectorize off trains one at a time)."
+        )
     metrics = metric_names(report.study)
     if metrics:
         lines.append(
@@ -108,7 +113,7 @@ def print_dry_run(report: DryRunReport, out: Console, err: Console, threads: int
         n = report.search_trials if search else sum(r.check.trials for r in report.results)
         span = format_duration(low) if low == high else f"{format_duration(low)} to {format_duration(high)}"
         capped = " at most" if any(r.check.config.stopping for r in report.results) else ""
-        lines.append(f"Whole study ≈{capped} {span} for {n} trial(s) one after another (without metrics).")
+        lines.append(f"Whole study ≈{capped} {span} for {n} trial(s) in one process (without metrics).")
         if jobs > 1 and not search:
             parallel = format_duration(report.study_seconds(jobs)[0])
             lines.append(

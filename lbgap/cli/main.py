@@ -197,7 +197,9 @@ def study_run(
     if dry_run:
         if nproc > 1:
             err.print("[yellow]note:[/] --dry-run trains in one process; --nproc is ignored")
-        _dry_run(study, device, steps or 2, threads, jobs, storage, nproc)
+        _dry_run(
+            study, device, steps or 2, threads, jobs, storage, nproc, vectorize.value if vectorize is not None else None
+        )
         return
     _run(
         study, out_dir or Path("runs") / study.name, device, storage, report, max_trials, nproc, jobs, threads,
@@ -207,7 +209,7 @@ def study_run(
 
 def _dry_run(
     study, device: str, steps: int, threads: int, jobs: Optional[int] = None, storage: Optional[str] = None,
-    nproc: int = 1,
+    nproc: int = 1, vectorize: Optional[str] = None,
 ) -> None:
     from rich.markup import escape
 
@@ -229,6 +231,7 @@ def _dry_run(
             report = dry_run(
                 study, device=dev, steps=steps,
                 progress=lambda i, n, label: status.update(escape(f"dry run {i + 1}/{n}: {label}")),
+                vectorize=vectorize or study.header.vectorize,
             )
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

@@ -64,6 +64,10 @@ class DryRunReport:
     results: list[CheckResult]
     #: trials a search trains (n_trials × seeds); None for a grid study
     search_trials: Optional[int] = None
+    #: vectorized groups: group key → (members, stacked step seconds ÷ members' single steps)
+    groups: dict[str, tuple[int, float]] = field(default_factory=dict)
+    #: each cell's group key (None: it trains alone)
+    cell_groups: dict[str, Optional[str]] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[CheckResult]:
@@ -84,17 +88,32 @@ class DryRunReport:
         per_trial = [r.result.trial_seconds for r in self.results if r.result is not None]
         if self.search_trials is not None:
             return self.search_trials * min(per_trial), self.search_trials * max(per_trial)
-        if jobs > 1:
-            total = _makespan(self._queued_trial_seconds(), jobs)
-            return total, total
-        total = sum(r.check.trials * r.result.trial_seconds for r in self.results if r.result is not None)
+        total = _makespan(self._queued_trial_seconds(jobs > 1), jobs) if jobs > 1 else sum(self._queued_trial_seconds())
         return total, total
 
-    def _queued_trial_seconds(self) -> list[float]:
-        """Each grid cell's estimated seconds, in the order a run queues the cells."""
-        seconds = {g: r.result.trial_seconds for r in self.results if r.result is not None for g in r.check.groups}
-        cells = queue_order(self.study, self.study.cells(), longest_first=True)
-        return [seconds[c.group] for c in cells if c.group in seconds]
+    def _queued_trial_seconds(self, longest_first: bool = False) -> list[float]:
+        """The estimated seconds of each unit a worker takes (a cell, or a vectorized group of
+        cells), in the order a run queues the cells."""
+        probes = {g: r.result for r in self.results if r.result is not None for g in r.check.groups}
+        cells = queue_order(
+            self.study, self.study.cells(), longest_first=longest_first, group_of=lambda c: self.cell_groups.get(c.key)
+        )
+        units: list[float] = []
+        last, members = None, 0
+        for c in cells:
+            if c.group not in probes:
+                continue
+            res, key = probes[c.group], self.cell_groups.get(c.key)
+            size, factor = self.groups.get(key, (1, 1.0)) if key is not None else (1, 1.0)
+            train = res.epochs * res.steps_per_epoch * res.step_seconds
+            seconds = res.trial_seconds - train * (1.0 - factor)
+            if key is not None and key == last and members < size:
+                units[-1] += seconds
+                members += 1
+            else:
+                units.append(seconds)
+                last, members = key, 1
+        return units
 
 
 def _makespan(durations: list[float], jobs: int) -> float:
@@ -205,8 +224,10 @@ def dry_run(
     steps: int = 2,
     overrides: Optional[dict[str, Any]] = None,
     progress: Optional[Callable[[int, int, str], None]] = None,
+    vectorize: str = "auto",
 ) -> DryRunReport:
-    """Probe every check of :func:`plan_checks`; failures are collected, not raised.
+    """Probe every check of :func:`plan_checks`; failures are collected, not raised. With
+    ``vectorize`` ``"auto"``, the groups a run would train as one stacked model are timed too.
 
     ``progress(i, n, label)`` is called before each probe.
     """
@@ -262,9 +283,42 @@ def dry_run(
                 "one batch of all of them per epoch"
             )
     states.clear()
+    report = DryRunReport(study, device, steps, results, _search_trials(study))
+    if study.search is None and not report.failed:
+        _time_groups(report, vectorize)
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return DryRunReport(study, device, steps, results, _search_trials(study))
+    return report
+
+
+def _time_groups(report: DryRunReport, vectorize: str) -> None:
+    """Time one stacked step of each vectorized group the run would form, against its members'
+    single steps (the probes)."""
+    from ..engine.group import Member, NotStackable, time_group_step
+    from .groups import GroupPlanner
+
+    study = report.study
+    planner = GroupPlanner(study, report.device, vectorize)
+    by_key: dict[str, list[Any]] = {}
+    for cell in study.cells():
+        key = planner.key(cell)
+        report.cell_groups[cell.key] = key
+        if key is not None:
+            by_key.setdefault(key, []).append(cell)
+    probes = {g: r.result for r in report.results if r.result is not None for g in r.check.groups}
+    for key, cells in by_key.items():
+        size = min(len(cells), planner.limit(key, cells[0]))
+        single = probes.get(cells[0].group)
+        if size < 2 or single is None:
+            continue
+        members = [Member(c.config, c.seed, c.key) for c in cells[:size]]
+        try:
+            seconds = time_group_step(members, registry=study.registry, device=report.device, steps=report.steps)
+        except NotStackable:
+            for c in cells:
+                report.cell_groups[c.key] = None
+            continue
+        report.groups[key] = (size, seconds / (size * single.step_seconds))
 
 
 def _search_trials(study: Study) -> Optional[int]:

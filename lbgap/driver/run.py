@@ -256,15 +256,26 @@ def planned_epochs(study: Study, cell: Cell) -> int:
     return plan.epochs
 
 
-def queue_order(study: Study, cells: list[Cell], longest_first: bool = False) -> list[Cell]:
+def queue_order(
+    study: Study, cells: list[Cell], longest_first: bool = False, group_of: Optional[Any] = None
+) -> list[Cell]:
     """The order in which a run queues ``cells``: warm-start sources before the cells that start
     from them; with ``longest_first`` (several workers), the longest trials (by planned epochs)
     first within each, so that no worker is left with a long trial at the end while the others
-    idle. The order changes no result: a trial depends only on its configuration and seed."""
+    idle; with ``group_of`` (a cell's vectorized group key, or None), the cells of one group next
+    to each other, so that a worker takes them together. The order changes no result: a trial
+    depends only on its configuration and seed."""
     if not longest_first:
-        return sorted(cells, key=lambda c: (_source_key(c) is not None,))  # sources first, stable
-    epochs = {c.key: planned_epochs(study, c) for c in cells}
-    return sorted(cells, key=lambda c: (_source_key(c) is not None, -epochs[c.key]))
+        order = sorted(cells, key=lambda c: (_source_key(c) is not None,))  # sources first, stable
+    else:
+        epochs = {c.key: planned_epochs(study, c) for c in cells}
+        order = sorted(cells, key=lambda c: (_source_key(c) is not None, -epochs[c.key]))
+    if group_of is None:
+        return order
+    first: dict[Any, int] = {}
+    for i, c in enumerate(order):
+        first.setdefault(group_of(c) or c.key, i)
+    return sorted(order, key=lambda c: first[group_of(c) or c.key])
 
 
 def _enqueue_grid(plan: _GridPlan, runner: _Runner, ostudy: optuna.Study, longest_first: bool = False) -> set[str]:
@@ -277,7 +288,7 @@ def _enqueue_grid(plan: _GridPlan, runner: _Runner, ostudy: optuna.Study, longes
             for t in ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
         }
         done = {k for k in plan.by_key if runner.trial_path(k).exists()}
-        for cell in queue_order(runner.study, plan.cells, longest_first):
+        for cell in queue_order(runner.study, plan.cells, longest_first, group_of=runner.groups.key):
             if cell.key not in done and cell.key not in queued:
                 ostudy.enqueue_trial(_cell_params(cell), user_attrs={"cell": cell.key})
     return done

@@ -29,7 +29,7 @@ from .stacked import NotStackable, StackedModel
 from .step import apply_update
 from .train import begin_training, deterministic, epoch_order, next_batch, set_step_lr, start_trial
 
-__all__ = ["Member", "run_group", "NotStackable"]
+__all__ = ["Member", "run_group", "time_group_step", "group_step", "NotStackable"]
 
 
 @dataclass
@@ -118,29 +118,66 @@ def _train_epoch(runs: list[TrialRun], members: list[Member], group: StackedMode
     group.train()
     perms = [epoch_order(r) for r in runs]
     sums = [EpochSums.zeros(r.trial.device) for r in runs]
-    loss_fn = runs[0].trial.loss_fn
-    count = runs[0].settings.count_correct
     for i in range(runs[0].n_steps):
-        xs, ys, b = _member_batches(runs, perms, epoch, i)
-        with runs[0].settings.autocast(xs[0].device):
-            out = group(torch.stack(xs, dim=1))
-            losses = torch.stack([loss_fn(out[:, k], ys[k]) for k in range(len(runs))])
-        losses.sum().backward()
-        losses = losses.detach()
-        correct = (out.detach().argmax(2) == torch.stack(ys, dim=1)).sum(0) if count else None
-        group.member_grads()
-        for k, run in enumerate(runs):
-            apply_update(run.step_state, run.settings)
-            run.trial.step += 1
-            sums[k].add(losses[k], correct[k] if correct is not None else None, b)
-            if run.target is not None:
-                run.target.after_step(run, losses[k], b)
-            if run.want_after:
-                run.hook("lbgap_after_step")(trial=run.trial, loss=losses[k])
-            if members[k].on_step is not None:
-                members[k].on_step(run.trial.step)
-        group.zero_grad()
+        group_step(runs, members, group, perms, epoch, i, sums)
     return sums
+
+
+def group_step(
+    runs: list[TrialRun], members: list[Member], group: StackedModel, perms: list[torch.Tensor],
+    epoch: int, i: int, sums: list[EpochSums],
+) -> None:
+    """Step ``i`` of ``epoch`` for every member: one stacked forward and backward pass, then each
+    member's own hooks, clipping and optimizer step."""
+    xs, ys, b = _member_batches(runs, perms, epoch, i)
+    with runs[0].settings.autocast(xs[0].device):
+        out = group(torch.stack(xs, dim=1))
+        losses = torch.stack([runs[0].trial.loss_fn(out[:, k], ys[k]) for k in range(len(runs))])
+    losses.sum().backward()
+    losses = losses.detach()
+    count = runs[0].settings.count_correct
+    correct = (out.detach().argmax(2) == torch.stack(ys, dim=1)).sum(0) if count else None
+    group.member_grads()
+    for k, run in enumerate(runs):
+        apply_update(run.step_state, run.settings)
+        run.trial.step += 1
+        sums[k].add(losses[k], correct[k] if correct is not None else None, b)
+        if run.target is not None:
+            run.target.after_step(run, losses[k], b)
+        if run.want_after:
+            run.hook("lbgap_after_step")(trial=run.trial, loss=losses[k])
+        if members[k].on_step is not None:
+            members[k].on_step(run.trial.step)
+    group.zero_grad()
+
+
+def time_group_step(members: list[Member], *, registry: Registry, device: torch.device, steps: int = 3) -> float:
+    """Seconds of one stacked step of ``members`` (median of ``steps`` after one warm-up step);
+    nothing is recorded. Raises :class:`NotStackable` like :func:`run_group`."""
+    import statistics
+
+    parts = [build_parts(m.cfg, m.seed, registry, device) for m in members]
+    _check_compatible(members, parts)
+    group = StackedModel([p.model for p in parts])
+    runs = [_start(m, p, registry, device) for m, p in zip(members, parts, strict=True)]
+    try:
+        for run in runs:
+            run.others = [obj for other in runs if other is not run for obj in other.objects]
+            begin_training(run)
+        group.train()
+        perms = [epoch_order(r) for r in runs]
+        sums = [EpochSums.zeros(r.trial.device) for r in runs]
+        times = []
+        for i in range(steps + 1):
+            t = time.perf_counter()
+            group_step(runs, members, group, perms, 1, i % runs[0].n_steps, sums)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times[1:])
+    finally:
+        for run in runs:
+            run.close()
 
 
 def _member_batches(runs: list[TrialRun], perms: list[torch.Tensor], epoch: int, i: int):

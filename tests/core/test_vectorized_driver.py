@@ -113,3 +113,18 @@ def test_kill_during_a_group_then_resume(tmp_path):
         assert (out / "trials" / name).stat().st_mtime_ns == mtime
     reference = run_study(_study(spec.read_text()), tmp_path / "ref", device="cpu", jobs=1, vectorize="off")
     assert_same_results(reference.results, out / "results.nc")
+
+
+def test_dry_run_times_the_groups_a_run_would_form():
+    import torch
+
+    from lbgap.driver.dryrun import dry_run
+
+    study = _study(SPEC.replace("  warm: {warm_start: {variant: sb, epochs: 1}}\n", ""))
+    report = dry_run(study, device=torch.device("cpu"), steps=2, vectorize="auto")
+    sizes = sorted(size for size, _ in report.groups.values())
+    assert sizes == [3, 6]  # gbn's three seeds; sb and lr (an optimizer setting apart) together
+    assert all(factor > 0 for _, factor in report.groups.values())
+    alone = dry_run(study, device=torch.device("cpu"), steps=2, vectorize="off")
+    assert not alone.groups and len(alone._queued_trial_seconds()) == 9
+    assert len(report._queued_trial_seconds()) == 2  # two units: the two groups
