@@ -31,7 +31,7 @@ bench: $(VENV)/.bench-extra
 	$(BIN)/python -m bench
 
 lint: $(BIN)/lbgap
-	$(BIN)/ruff check lbgap plugins tests bench
+	$(BIN)/ruff check lbgap plugins examples tests bench
 
 docs: $(BIN)/lbgap
 	$(BIN)/python -m lbgap.docgen docs/hooks.md

@@ -20,7 +20,7 @@ from ..metric import MeasureContext
 from ..provenance import VariableSources, hook_label, plugin_label, variable_attrs_of
 from ..schedule import Progress
 from ..seeds import EVAL_STREAM, RANK_STRIDE, VALIDATION_STREAM, seeded_generator
-from .context import TrialContext
+from ..trial import TrialContext
 from .evaluate import evaluate
 from .outcome import StopTrial, TrialOutcome
 from .parts import Parts

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import torch
 
 from ..registry import Registry
-from .context import TrialContext
+from ..trial import TrialContext
 from .epoch import EpochSums, TrialRun, end_epoch, finish_trial
 from .outcome import TrialOutcome
 from .parts import Parts, build_parts

@@ -39,7 +39,7 @@ from ..seeds import (
     TRIAL_STREAM,
     seeded_generator,
 )
-from .context import TrialContext
+from ..trial import TrialContext
 from .epoch import EpochSums, TrialRun, clone_state, cut_short, end_epoch, finish_trial, weight_distance
 from .evaluate import loss_function
 from .outcome import StopTrial, TrialOutcome

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from torch import nn
 
 import lbgap_synthetic
+from lbgap.api import TrialContext
 from lbgap.data import InMemoryData
-from lbgap.engine.context import TrialContext
 from lbgap.nn import NoiseSite, noise_sites
 from lbgap.plan import TrainingPlan
 from lbgap.registry import Registry

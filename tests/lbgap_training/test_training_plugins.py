@@ -23,7 +23,6 @@ from lbgap_training.regimes import (
     LRScalingConfig,
     RegimeAdaptation,
     RegimeAdaptationConfig,
-    sqrt_lr_scaling,
 )
 from lbgap_training.schedules import (
     MultiStepConfig,
@@ -47,7 +46,6 @@ def _p(epoch: float, time_scale: float = 1.0) -> Progress:
 def test_lr_scaling_rules(rule, expected):
     plan = LRScaling(LRScalingConfig(rule=rule, reference_batch=128))(TrainingPlan(batch_size=4096, lr=0.1, epochs=50))
     assert plan.lr == pytest.approx(expected)
-    assert sqrt_lr_scaling(4096, 128, 0.1) == pytest.approx(0.1 * math.sqrt(32))
 
 
 def test_regime_adaptation_as_hoffers_code():

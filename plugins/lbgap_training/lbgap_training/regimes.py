@@ -40,11 +40,6 @@ class LRScaling:
         return replace(plan, lr=plan.lr * factor)
 
 
-def sqrt_lr_scaling(batch_size: int, reference_batch: int, lr: float) -> float:
-    """η·√(B/B_ref): the learning rate Hoffer et al. use for a batch B."""
-    return lr * math.sqrt(batch_size / reference_batch)
-
-
 class RegimeAdaptationConfig(PluginConfig):
     """Train longer: multiply the epochs and every schedule milestone by B/B_ref,
     so a large batch makes as many updates as the reference batch."""
