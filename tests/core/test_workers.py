@@ -252,6 +252,6 @@ def test_dry_run_estimates_the_study_with_the_jobs(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     text = " ".join(res.stdout.split())
-    assert "for 8 trial(s) one after another" in text
+    assert "for 8 trial(s)" in text
     assert "With --jobs 2: ≈" in text and "2 workers at 1 thread each" in text
     assert not (tmp_path / "runs").exists()
