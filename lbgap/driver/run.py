@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -105,7 +106,26 @@ def _optuna_study(
     )
     if fail_stale and is_embedded(storage_url):
         fail_stale_trials(ostudy)
+    if fail_stale:
+        _describe_optuna_study(study, ostudy)
     return ostudy
+
+
+def _describe_optuna_study(study: Study, ostudy: optuna.Study) -> None:
+    """What optuna-dashboard and Optuna's own tools show of the study: the objective's name, the
+    spec hash and lbgap's version (written once, by the run that holds the folder)."""
+    from .. import __version__
+
+    search = study.search
+    objective = "test_accuracy" if search is None else search.objective
+    attrs = {"lbgap_study": study.name, "spec_sha256": study.spec_hash, "lbgap_version": __version__}
+    if ostudy.metric_names != [objective]:
+        with warnings.catch_warnings():  # experimental in Optuna 4, and what the dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ostudy.set_metric_names([objective])
+    for name, value in attrs.items():
+        if ostudy.user_attrs.get(name) != value:
+            ostudy.set_user_attr(name, value)
 
 
 def _final(history: dict[str, list[float]], name: str) -> float:
@@ -178,7 +198,9 @@ class _Runner:
         acc = _final(outcome.history, "test_accuracy")
         self.reporter.trial_end(key, outcome.status, f"test accuracy {acc:.4f}" if not math.isnan(acc) else outcome.reason)
 
-    def train_group(self, cells: list[Cell], checkpoints: dict[str, set[int]], on_done: Any) -> None:
+    def train_group(
+        self, cells: list[Cell], checkpoints: dict[str, set[int]], on_done: Any, on_epoch: Optional[dict] = None
+    ) -> None:
         """Train ``cells`` as one vectorized group; ``on_done(cell, outcome)`` after each member's file
         is written. Raises :class:`NotStackable` before any training if they cannot train together."""
         rep = self.reporter
@@ -186,8 +208,15 @@ class _Runner:
         def member(cell: Cell) -> Member:
             key = cell.key
             rep.trial_start(key, cell.config.epochs, 0)
+            extra = (on_epoch or {}).get(key)
+
+            def epoch_end(e: int, r: dict, t: Any, key: str = key, extra: Any = extra) -> None:
+                rep.epoch_end(key, e, r)
+                if extra is not None:
+                    extra(e, r, t)
+
             return Member(
-                cell.config, cell.seed, key, on_epoch=lambda e, r, _t, key=key: rep.epoch_end(key, e, r),
+                cell.config, cell.seed, key, on_epoch=epoch_end,
                 on_step=lambda s, key=key: rep.step(key, s), checkpoint_epochs=checkpoints.get(cell.key),
             )
 
@@ -216,6 +245,16 @@ def _cell_params(cell: Cell) -> dict[str, Any]:
     from ..results.trialfile import coord_value
 
     return {"variant": cell.variant, **{d: coord_value(v) for d, v in cell.point}, "seed": cell.seed}
+
+
+def _cell_attrs(cell: Cell) -> dict[str, Any]:
+    """The user attributes of a cell's Optuna trial: which cell it is and where its results are."""
+    from ..results.trialfile import coord_value
+
+    return {
+        "cell": cell.key, "variant": cell.variant, "seed": cell.seed,
+        "grid_point": {d: coord_value(v) for d, v in cell.point}, "trial_file": f"trials/{cell.key}.nc",
+    }
 
 
 def _source_key(cell: Cell) -> Optional[str]:
@@ -290,7 +329,7 @@ def _enqueue_grid(plan: _GridPlan, runner: _Runner, ostudy: optuna.Study, longes
         done = {k for k in plan.by_key if runner.trial_path(k).exists()}
         for cell in queue_order(runner.study, plan.cells, longest_first, group_of=runner.groups.key):
             if cell.key not in done and cell.key not in queued:
-                ostudy.enqueue_trial(_cell_params(cell), user_attrs={"cell": cell.key})
+                ostudy.enqueue_trial(_cell_params(cell), user_attrs=_cell_attrs(cell))
     return done
 
 
@@ -389,6 +428,7 @@ def _train_cell(runner: _Runner, plan: _GridPlan, ostudy: optuna.Study, trial: A
             outcome = runner.train(
                 cell.config, cell.seed, key, _cell_coords(cell),
                 init_state=_warm_start_state(runner, cell), checkpoints=plan.needs.get(key),
+                on_epoch=_epoch_reporter(trial),
             )
     except KeyboardInterrupt:
         ostudy.tell(trial, state=TrialState.FAIL)
@@ -397,6 +437,17 @@ def _train_cell(runner: _Runner, plan: _GridPlan, ostudy: optuna.Study, trial: A
         _record_failure(ostudy, trial, key, exc, tally)
         return
     _record(ostudy, trial, key, outcome, tally)
+
+
+def _epoch_reporter(trial: Any) -> Any:
+    """Report each epoch's test accuracy to the cell's Optuna trial (optuna-dashboard draws the curves)."""
+
+    def report(epoch: int, record: dict[str, float], _trial: Any) -> None:
+        value = record.get("test_accuracy", math.nan)
+        if not math.isnan(value):
+            trial.report(value, epoch)
+
+    return report
 
 
 def _train_together(runner: _Runner, plan: _GridPlan, ostudy: optuna.Study, todo: list, tally: _Tally) -> None:
@@ -409,7 +460,8 @@ def _train_together(runner: _Runner, plan: _GridPlan, ostudy: optuna.Study, todo
         _record(ostudy, trials[cell.key], cell.key, outcome, tally)
 
     try:
-        runner.train_group([cell for _, cell in todo], plan.needs, done)
+        reporters = {cell.key: _epoch_reporter(trial) for trial, cell in todo}
+        runner.train_group([cell for _, cell in todo], plan.needs, done, reporters)
     except NotStackable as exc:
         log.info("cells %s train one at a time: %s", ", ".join(trials), exc)
         for trial, cell in todo:
@@ -658,6 +710,13 @@ def _pow2(p) -> list[int]:
     return [2**k for k in range(int(math.log2(p.low)), int(math.log2(p.high)) + 1)]
 
 
+def _plain(value: Any) -> Any:
+    """A configuration value as JSON (Optuna's user attributes): plugin sections as dicts."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return value if isinstance(value, (int, float, str, bool, type(None), list, dict)) else str(value)
+
+
 def _objective_value(search, histories: list[dict[str, list[float]]]) -> float:
     vals = []
     for h in histories:
@@ -699,6 +758,8 @@ def _run_search(study: Study, runner: _Runner, storage_url: Optional[str], max_t
         number = trial.user_attrs.get("retry_of", trial.number)
         overrides, coords = _search_overrides(search, trial, grid)
         trial.set_user_attr("coords", coords)
+        trial.set_user_attr("values", {path: _plain(v) for path, v in overrides.items()})
+        trial.set_user_attr("trial_files", [f"trials/trial={number},seed={s}.nc" for s in study.seeds])
         try:
             cfg = study.resolve(variant, overrides)
         except Exception as exc:
