@@ -5,6 +5,12 @@ Each trial's final weights are loaded into a freshly built model on the
 trial's own data; pairwise metrics (interpolation, distance between
 minimizers) get the final weights of the same seed and grid point of a
 reference variant.
+
+The measured variables are kept in their own files (``DIR/measured/<name>.nc``, each with its
+``history`` line) before ``results.nc`` is rewritten, and merged back whenever a run or a resume
+rebuilds ``results.nc`` from the trial files, so they are never lost. ``lbgap measure`` holds the
+folder's lock (:func:`lbgap.driver.storage.claim_folder`): it does not run while a study runs in
+the folder, nor a study while it measures.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from .engine.evaluate import loss_function
 from .engine.train import build_parts
 from .metric import MeasureContext
 from .registry import Registry, get_registry
-from .results import weights_dir, write_atomic
+from .results import save_measured, weights_dir, write_atomic
 from .results.attrs import variable_attrs
 from .spec import load_study
 from .spec.load import cell_key, clean_loc
@@ -78,8 +84,37 @@ def measure_study(
     registry: Optional[Registry] = None,
     progress: Optional[Callable[[str], None]] = None,
 ) -> xr.Dataset:
-    """Measure every trial of a finished grid study; return the updated results."""
+    """Measure every trial of a finished grid study; return the updated results.
+
+    Raises :class:`MeasureError` if another lbgap process (a run, a resume or another
+    measurement) is using ``out_dir``."""
+    from .driver.storage import FolderBusyError, claim_folder
+
     out_dir = Path(out_dir)
+    if not (out_dir / "spec.yaml").exists():
+        raise MeasureError(f"{out_dir} is not a study folder (no spec.yaml)")
+    try:
+        lock = claim_folder(out_dir)
+    except FolderBusyError:
+        raise MeasureError(
+            f"{out_dir} is busy: another lbgap process (a study run, a resume or a measurement) is using it; "
+            "measure once it has finished"
+        ) from None
+    try:
+        return _measure_study(out_dir, metric_items, reference_variant, variants, device, registry, progress)
+    finally:
+        lock.close()
+
+
+def _measure_study(
+    out_dir: Path,
+    metric_items: list[dict[str, Any]],
+    reference_variant: Optional[str],
+    variants: Optional[list[str]],
+    device: str,
+    registry: Optional[Registry],
+    progress: Optional[Callable[[str], None]],
+) -> xr.Dataset:
     reg = registry or get_registry()
     study = load_study(out_dir / "spec.yaml", reg)
     if study.search is not None:
@@ -127,6 +162,9 @@ def measure_study(
             for name, value in metric.compute(ctx).items():
                 collected.setdefault(name, {})[index] = value
     coords = {d: ds[d].values for d in dims}
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    names = ", ".join(c.name for c in metrics_cfg)
+    history = f"{now}: lbgap measure {out_dir} ({names})"
     for name, cells in collected.items():
         sample = next(iter(cells.values()))
         if isinstance(sample, xr.DataArray):
@@ -153,9 +191,9 @@ def measure_study(
         )
         if reference_variant is not None:
             ds[name].attrs["reference_variant"] = reference_variant
-    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    names = ", ".join(c.name for c in metrics_cfg)
-    ds.attrs["history"] = ds.attrs.get("history", "") + f"\n{now}: lbgap measure {out_dir} ({names})"
+        # kept apart first: a rebuilt results.nc (resume, re-run) merges it back in
+        save_measured(out_dir, ds[name], history)
+    ds.attrs["history"] = ds.attrs.get("history", "") + "\n" + history
     write_atomic(ds, results_path)
     return ds
 

@@ -38,9 +38,20 @@ from ..spec.load import Cell, Study, cell_key
 from ..spec.merge import split_path
 from .groups import GroupPlanner
 from .progress import NullReporter, Reporter
-from .storage import FolderBusyError, claim_folder, fail_stale_trials, folder_lock, is_embedded, make_storage
+from .storage import (
+    FolderBusyError,
+    StorageError,
+    check_storage,
+    claim_folder,
+    fail_stale_trials,
+    folder_lock,
+    is_embedded,
+    make_storage,
+)
 
-__all__ = ["run_study", "resolve_device", "default_jobs", "StudyFolderError", "FolderBusyError", "RunSummary"]
+__all__ = [
+    "run_study", "resolve_device", "default_jobs", "StudyFolderError", "FolderBusyError", "StorageError", "RunSummary",
+]
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -535,7 +546,11 @@ def _run_grid(
         shape = [len(study.variants), *(len(v) for v in study.grid_values.values()), len(study.seeds)]
         attrs = study_attrs(study, study.registry, str(runner.device))
         results = runner.out_dir / "results.nc"
-        combine_grid({c.key: runner.trial_path(c.key) for c in cells}, cells, dims, shape, attrs, results)
+        # rebuilt from the trial files, with the variables `lbgap measure` added (kept in measured/)
+        combine_grid(
+            {c.key: runner.trial_path(c.key) for c in cells}, cells, dims, shape, attrs, results,
+            measured_from=runner.out_dir,
+        )
     return RunSummary(runner.out_dir, results, trained, len(done), failed, diverged)
 
 
@@ -916,6 +931,7 @@ def run_study(
             f"{study.search.pruner.type!r} pruner: set search.pruner.type: none, or drop --nproc"
         )
     out_dir = Path(out_dir)
+    check_storage(storage)  # a bad URL or a missing driver: said before any folder is written
     _prepare_folder(study, out_dir, storage)
     lock = claim_folder(out_dir) if is_embedded(storage) else None
     try:

@@ -7,6 +7,11 @@ The embedded journal ``DIR/optuna.journal`` is shared by the worker processes of
 milliseconds per write) leaves the lock file behind; the other workers take it over
 after :data:`JOURNAL_LOCK_GRACE_S` seconds without change (Optuna's grace period), so
 they wait but never hang, and the next run removes it at once (:func:`claim_folder`).
+
+A PostgreSQL URL may name its driver (``postgresql+psycopg2://``, ``postgresql+psycopg://``) or
+not (``postgresql://``, as documented): then the driver installed is used (psycopg2, else psycopg 3;
+``pip install 'lbgap[postgres]'`` installs one). :func:`check_storage` opens the storage before a
+run writes anything, so a bad URL or a missing driver leaves no output folder behind.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ __all__ = [
     "FolderBusyError",
     "folder_lock",
     "JOURNAL_LOCK_GRACE_S",
+    "StorageError",
+    "resolve_url",
+    "check_storage",
+    "remove_temporary_files",
 ]
 
 log = logging.getLogger(__name__)
@@ -45,6 +54,96 @@ class FolderBusyError(RuntimeError):
     """Another process is running the study in this folder."""
 
 
+class StorageError(ValueError):
+    """The Optuna storage URL cannot be used (no driver installed, the server cannot be reached...)."""
+
+
+#: PostgreSQL drivers SQLAlchemy knows, by the module to import, in the order they are preferred
+_PG_DRIVERS = (("psycopg2", "psycopg2"), ("psycopg", "psycopg"))
+_PG_HINT = "install lbgap's `postgres` extra (psycopg2-binary): pip install 'lbgap[postgres]'"
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve_url(url: str) -> str:
+    """``url`` with a PostgreSQL driver named: ``postgresql://`` (or ``postgres://``) becomes
+    ``postgresql+psycopg2://`` if psycopg2 is installed, else ``postgresql+psycopg://`` if psycopg 3 is;
+    other URLs are returned as they are. Raises :class:`StorageError` when the driver is missing."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    dialect, _, driver = scheme.partition("+")
+    if dialect not in ("postgresql", "postgres"):
+        return url
+    if driver:
+        module = {"psycopg2": "psycopg2", "psycopg": "psycopg", "pg8000": "pg8000", "asyncpg": "asyncpg"}.get(driver)
+        if module is not None and not _importable(module):
+            raise StorageError(f"--storage {scheme}://...: the PostgreSQL driver {module} is not installed; {_PG_HINT}")
+        return f"postgresql+{driver}://{rest}"
+    for name, module in _PG_DRIVERS:
+        if _importable(module):
+            return f"postgresql+{name}://{rest}"
+    raise StorageError(f"--storage postgresql://...: no PostgreSQL driver (psycopg2 or psycopg) is installed; {_PG_HINT}")
+
+
+def _shown(url: str) -> str:
+    """``url`` with its password hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("://", 1)[0] + "://..."
+
+
+def check_storage(url: Optional[str]) -> None:
+    """Open the storage of ``url`` once (an RDB URL: its driver is installed and the server
+    answers) before anything is written; raise :class:`StorageError` with the reason otherwise.
+    The embedded journal (``url`` None) needs nothing."""
+    if is_embedded(url):
+        return
+    assert url is not None
+    _open_rdb(url)
+
+
+def _open_rdb(url: str) -> optuna.storages.BaseStorage:
+    import random
+    import time
+    import warnings
+
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    resolved = resolve_url(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for attempt in range(8):
+            try:
+                return RDBStorage(
+                    resolved,
+                    heartbeat_interval=30,
+                    grace_period=90,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+                    engine_kwargs={"pool_pre_ping": True},
+                )
+            except DBAPIError as exc:
+                # workers starting together race to create the schema: the
+                # loser sees a duplicate type or table; the schema is there now
+                if attempt == 7:
+                    raise StorageError(f"--storage {_shown(url)}: cannot open the storage: {exc.orig}") from exc
+                log.info("storage not ready (%s); retrying", type(exc.orig).__name__)
+                time.sleep(0.2 + random.random())
+            except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+                raise StorageError(f"--storage {_shown(url)}: not a usable storage URL: {exc}") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def claim_folder(out_dir: Path):
     """Hold an exclusive lock on ``out_dir`` for this process's lifetime.
 
@@ -53,8 +152,11 @@ def claim_folder(out_dir: Path):
     releases when the process dies, even by ``kill -9``; it is not inherited by
     the workers. Once it is held, no worker of an earlier run is alive (a worker
     dies with its parent), so Optuna's own journal lock files are necessarily
-    stale (left by a killed run) and are removed, and a journal line cut short
-    by the kill is dropped.
+    stale (left by a killed run) and are removed, a journal line cut short
+    by the kill is dropped, and the temporary files of writers it killed
+    (``.<name>.tmp-<pid>``: of ``results.nc``, trial files, weights, measured
+    variables) are removed (:func:`remove_temporary_files`). ``lbgap measure``
+    holds the same lock while it writes.
     """
     import fcntl
 
@@ -76,7 +178,33 @@ def claim_folder(out_dir: Path):
             log.warning("dropping a journal line cut short by an interrupted run")
             with open(journal, "r+b") as fh:
                 fh.truncate(cut)
+    remove_temporary_files(out_dir)
     return handle
+
+
+def remove_temporary_files(out_dir: Path) -> int:
+    """Remove the partial files (``.<name>.tmp-<pid>``) that writers killed mid-write left in
+    ``out_dir``, ``trials/``, ``measured/`` and each trial's folder of ``weights/``; return how
+    many. Call it only while holding the folder (:func:`claim_folder`): then no writer is alive."""
+    from ..results.trialfile import is_temporary
+
+    out_dir = Path(out_dir)
+    folders = [out_dir, out_dir / "trials", out_dir / "measured"]
+    weights = out_dir / "weights"
+    if weights.is_dir():
+        folders += [p for p in weights.iterdir() if p.is_dir()]
+    n = 0
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if is_temporary(path) and path.is_file():
+                log.info("removing %s, left by an interrupted writer", path)
+                path.unlink(missing_ok=True)
+                n += 1
+    if n:
+        log.warning("removed %d partial file(s) left by an interrupted run", n)
+    return n
 
 
 @contextlib.contextmanager
@@ -95,51 +223,70 @@ def folder_lock(out_dir: Path, name: str = ".lbgap.enqueue.lock"):
 
 def make_storage(out_dir: Path, url: Optional[str]) -> optuna.storages.BaseStorage:
     """``url`` None: a journal file inside ``out_dir``, shared by the workers of one
-    run through Optuna's journal lock. Otherwise an RDB URL (``postgresql://...``) with heartbeats, so trials of a
-    worker that died are failed and retried by the others."""
+    run through Optuna's journal lock. Otherwise an RDB URL (``postgresql://...``, see :func:`resolve_url`) with
+    heartbeats, so trials of a worker that died are failed and retried by the others."""
     if is_embedded(url):
         path = Path(out_dir) / "optuna.journal"
         lock = JournalFileOpenLock(str(path), grace_period=JOURNAL_LOCK_GRACE_S)
         return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
-    import random
-    import time
-    import warnings
-
-    from sqlalchemy.exc import DBAPIError
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        for attempt in range(8):
-            try:
-                return RDBStorage(
-                    url,
-                    heartbeat_interval=30,
-                    grace_period=90,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-                    engine_kwargs={"pool_pre_ping": True},
-                )
-            except DBAPIError as exc:
-                # workers starting together race to create the schema: the
-                # loser sees a duplicate type or table; the schema is there now
-                if attempt == 7:
-                    raise
-                log.info("storage not ready (%s); retrying", type(exc.orig).__name__)
-                time.sleep(0.2 + random.random())
-    raise AssertionError("unreachable")  # pragma: no cover
+    assert url is not None
+    return _open_rdb(url)
 
 
 def fail_stale_trials(study: optuna.Study) -> int:
-    """Mark RUNNING trials as FAIL (embedded storage: nobody else runs them).
+    """Settle RUNNING trials (embedded storage: nobody else runs them); return how many were failed.
 
     Called when a run starts on an output folder that an interrupted run
     (Ctrl-C, kill -9) left behind, before it starts any worker, and by a run
     with workers once they have all exited (the trials of a worker that died).
+    A grid cell's trial whose result file was written before the kill (killed
+    between writing the file and telling Optuna) is marked COMPLETE with the
+    file's final test accuracy, as the run would have told it (FAIL if the file
+    says the trial diverged or has no accuracy); the others are marked FAIL.
     """
+    trials_dir = _trials_dir(study)
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trials_dir is not None and _complete_from_file(study, t, trials_dir):
+            continue
         study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
         study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         n += 1
     if n:
         log.info("marked %d interrupted trial(s) as failed", n)
     return n
+
+
+def _trials_dir(study: optuna.Study) -> Optional[Path]:
+    """The ``trials/`` folder of an embedded study (next to its journal file), or None."""
+    backend = getattr(study._storage, "_backend", None)
+    path = getattr(backend, "_file_path", None)
+    return Path(path).parent / "trials" if path else None
+
+
+def _complete_from_file(study: optuna.Study, t: optuna.trial.FrozenTrial, trials_dir: Path) -> bool:
+    """Tell Optuna how the RUNNING trial ``t`` ended if its cell's result file exists; return whether it did."""
+    import math
+
+    from ..results.trialfile import trial_file_value
+
+    key = t.user_attrs.get("cell")
+    if not isinstance(key, str) or "/" in key or key.startswith("."):
+        return False
+    path = trials_dir / f"{key}.nc"
+    if not path.is_file():
+        return False
+    try:
+        status, value = trial_file_value(path)
+    except Exception as exc:  # an unreadable file: the trial is failed and the run decides about the file
+        log.warning("cannot read %s (%s)", path, exc)
+        return False
+    storage = study._storage
+    storage.set_trial_user_attr(t._trial_id, "status", status)
+    storage.set_trial_user_attr(t._trial_id, "recovered_from_file", True)
+    if status == "diverged" or math.isnan(value):
+        storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+    else:
+        storage.set_trial_state_values(t._trial_id, state=TrialState.COMPLETE, values=[value])
+    log.info("trial %d (%s) finished before the interruption: recorded from its file", t.number, key)
+    return True

@@ -2,12 +2,15 @@
 
 from .combine import combine_grid, combine_search, open_trial, study_attrs
 from .final import final_values
+from .measured import merge_measured, save_measured
 from .trialfile import save_weights, trial_dataset, weights_dir, write_atomic
 
 __all__ = [
     "combine_grid",
     "combine_search",
     "final_values",
+    "merge_measured",
+    "save_measured",
     "open_trial",
     "study_attrs",
     "save_weights",

@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from .. import __version__
+from .measured import merge_measured
 from .trialfile import coord_value, write_atomic
 
 __all__ = ["combine_grid", "combine_search", "study_attrs", "open_trial"]
@@ -75,8 +76,13 @@ def combine_grid(
     shape: Sequence[int],
     attrs: dict[str, Any],
     out: Path,
+    measured_from: Optional[Path] = None,
 ) -> xr.Dataset:
-    """Combine the files of ``cells`` (in variant × grid × seed order)."""
+    """Combine the files of ``cells`` (in variant × grid × seed order).
+
+    ``measured_from``: a study's output folder whose ``measured/`` variables (``lbgap measure``)
+    are merged in (:func:`~lbgap.results.measured.merge_measured`), so a rebuilt ``results.nc``
+    keeps them."""
     datasets = []
     for cell in cells:
         coords = {"variant": cell.variant, **dict(cell.point), "seed": cell.seed}
@@ -86,6 +92,8 @@ def combine_grid(
     ds = xr.combine_nested(nested, concat_dim=list(dims), **_COMBINE)
     ds = ds.transpose(*dims, "epoch", ...)
     ds = _finish(ds, attrs)
+    if measured_from is not None:
+        ds = merge_measured(ds, measured_from)
     write_atomic(ds, out)
     return ds
 

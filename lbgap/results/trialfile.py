@@ -18,7 +18,20 @@ from .attrs import variable_attrs
 if TYPE_CHECKING:  # pragma: no cover - results do not depend on the engine at run time
     from ..engine.outcome import TrialOutcome
 
-__all__ = ["trial_dataset", "write_atomic", "save_weights", "weights_dir", "coord_value"]
+__all__ = [
+    "trial_dataset",
+    "write_atomic",
+    "save_weights",
+    "weights_dir",
+    "coord_value",
+    "fsync_dir",
+    "replace_durably",
+    "is_temporary",
+    "trial_file_value",
+]
+
+#: how the name of a file being written starts and what follows its name: ``.<name>.tmp-<pid>``
+TMP_MARK = ".tmp-"
 
 
 def coord_value(value: Any) -> Any:
@@ -109,10 +122,52 @@ def write_atomic(ds: xr.Dataset, path: Path) -> None:
         for name, var in ds.variables.items()
         if var.dtype.kind == "f" and var.ndim > 0
     }
-    ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        replace_durably(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or an error: no partial file is left behind
+        raise
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is a file being written (``.<name>.tmp-<pid>``), or left by a writer that was killed."""
+    name = Path(path).name
+    return name.startswith(".") and TMP_MARK in name
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable (the folder's entry is on disk, not only the file)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - a platform without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Flush ``tmp`` to disk, rename it to ``path`` and flush the folder: after a power cut the file is
+    either the old one or the complete new one."""
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_dir(Path(path).parent)
+
+
+def trial_file_value(path: Path) -> tuple[str, float]:
+    """(status, final test accuracy) of a finished trial's file (NaN if it has none)."""
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        status = str(ds["status"].values) if "status" in ds else "completed"
+        if "test_accuracy" not in ds:
+            return status, math.nan
+        values = np.asarray(ds["test_accuracy"].values, dtype=np.float64).ravel()
+    finite = values[~np.isnan(values)]
+    return status, float(finite[-1]) if finite.size else math.nan
 
 
 def weights_dir(out_dir: Path, key: str) -> Path:
@@ -128,6 +183,11 @@ def save_weights(outcome: TrialOutcome, out_dir: Path) -> Path:
     for name, state in items.items():
         target = folder / f"{name}.pt"
         tmp = folder / f".{name}.pt.tmp-{os.getpid()}"
-        torch.save(state, tmp)
-        os.replace(tmp, target)
+        try:
+            torch.save(state, tmp)
+            replace_durably(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    fsync_dir(folder.parent)  # the trial's folder itself, new in weights/
     return folder

@@ -1,0 +1,268 @@
+"""Nothing derived is lost: measured variables, partial files, durable renames, Optuna's record,
+and a storage URL checked before anything is written (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pytest
+import torch
+import xarray as xr
+from optuna.trial import TrialState
+
+import lbgap.driver.run as run_mod
+import lbgap.driver.storage as storage_mod
+from lbgap.driver.run import run_study
+from lbgap.driver.storage import StorageError, claim_folder, fail_stale_trials, make_storage, resolve_url
+from lbgap.measure import MeasureError, measure_study
+from lbgap.registry import load_registry
+from lbgap.results import save_weights, write_atomic
+from lbgap.spec import load_study_text
+
+SPEC = """\
+study: reliable
+base:
+  dataset: {name: digits}
+  model: {name: mlp, hidden: [16]}
+  optimizer: {name: sgd, lr: 0.1}
+  batch_size: 128
+  epochs: 1
+variants:
+  sb: {}
+  lb: {batch_size: 512}
+seeds: [0]
+"""
+
+
+@pytest.fixture(scope="module")
+def reg():
+    return load_registry()
+
+
+def _study(reg, tmp_path):
+    return load_study_text(SPEC, str(tmp_path / "s.yaml"), reg)
+
+
+@pytest.fixture(scope="module")
+def finished(reg, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reliable")
+    run_study(load_study_text(SPEC, str(out / "s.yaml"), reg), out, device="cpu")
+    return out
+
+
+# ------------------------------------------------------------------ measured variables
+
+
+def test_measured_variables_survive_a_resume(finished, reg):
+    out = finished
+    measure_study(out, [{"name": "minimizer_distance"}], reference_variant="sb", registry=reg)
+    assert (out / "measured" / "distance_to_reference.nc").exists()
+    with xr.open_dataset(out / "results.nc") as ds:
+        before = ds["distance_to_reference"].load()
+    # a resume with nothing left to train rebuilds results.nc from the trial files
+    summary = run_study(load_study_text(SPEC, str(out / "s.yaml"), reg), out, device="cpu")
+    assert summary.trained == 0 and summary.results is not None
+    with xr.open_dataset(out / "results.nc") as ds:
+        assert "distance_to_reference" in ds
+        xr.testing.assert_identical(ds["distance_to_reference"].load(), before)
+        assert ds["distance_to_reference"].attrs["reference_variant"] == "sb"
+        history = ds.attrs["history"].splitlines()
+    assert any("lbgap study run" in line for line in history)
+    assert sum("lbgap measure" in line and "minimizer_distance" in line for line in history) == 1
+
+
+def test_measure_refuses_a_busy_folder(finished, reg):
+    lock = claim_folder(finished)
+    try:
+        with pytest.raises(MeasureError, match="busy"):
+            measure_study(finished, [{"name": "minimizer_distance"}], reference_variant="sb", registry=reg)
+    finally:
+        lock.close()
+
+
+def test_a_run_waits_for_no_measurement(finished, reg):
+    """The lock works both ways: measure holds it, a run on the folder is refused meanwhile."""
+    from lbgap.driver.storage import FolderBusyError
+
+    seen = []
+
+    def progress(_msg):
+        if not seen:
+            with pytest.raises(FolderBusyError):
+                run_study(load_study_text(SPEC, str(finished / "s.yaml"), reg), finished, device="cpu")
+            seen.append(True)
+
+    measure_study(finished, [{"name": "minimizer_distance"}], reference_variant="sb", registry=reg,
+                  progress=progress)
+    assert seen
+
+
+# ------------------------------------------------------------------ partial files
+
+
+def test_partial_files_of_a_killed_writer_are_removed_on_the_next_start(tmp_path):
+    (tmp_path / "trials").mkdir()
+    (tmp_path / "weights" / "sb,seed=0").mkdir(parents=True)
+    (tmp_path / "measured").mkdir()
+    partial = [
+        tmp_path / ".results.nc.tmp-4242",
+        tmp_path / "trials" / ".sb,seed=0.nc.tmp-4242",
+        tmp_path / "weights" / "sb,seed=0" / ".final.pt.tmp-4242",
+        tmp_path / "measured" / ".x.nc.tmp-4242",
+    ]
+    kept = [tmp_path / "results.nc", tmp_path / "trials" / "sb,seed=0.nc", tmp_path / "weights" / "sb,seed=0" / "final.pt"]
+    for p in partial + kept:
+        p.write_bytes(b"x")
+    claim_folder(tmp_path).close()
+    assert not [p for p in partial if p.exists()]
+    assert all(p.exists() for p in kept)
+
+
+def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    ds = xr.Dataset({"a": ("epoch", np.arange(3.0))})
+
+    def full_disk(self, path, *a, **k):
+        open(path, "wb").write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_atomic(ds, tmp_path / "trials" / "k.nc")
+    assert list((tmp_path / "trials").iterdir()) == []
+
+
+# ------------------------------------------------------------------ durability
+
+
+def _record_fsyncs(monkeypatch):
+    synced: list[tuple[str, bool]] = []
+    real = os.fsync
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), stat.S_ISDIR(st.st_mode)))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_renames_are_followed_by_an_fsync_of_the_folder(tmp_path, monkeypatch):
+    synced = _record_fsyncs(monkeypatch)
+    write_atomic(xr.Dataset({"a": ("epoch", np.arange(3.0))}), tmp_path / "trials" / "k.nc")
+    assert (str(tmp_path / "trials"), True) in synced
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_weights_are_fsynced(tmp_path, monkeypatch):
+    synced = _record_fsyncs(monkeypatch)
+    state = {"w": torch.ones(3)}
+    outcome = SimpleNamespace(key="sb,seed=0", initial_state=state, final_state=state, checkpoints={2: state})
+    folder = save_weights(outcome, tmp_path)
+    files = {p for p, is_dir in synced if not is_dir}
+    for name in ("initial", "final", "epoch_2"):
+        assert any(p.endswith(f".{name}.pt.tmp-{os.getpid()}") for p in files), name
+        assert (folder / f"{name}.pt").exists()
+    assert (str(folder), True) in synced  # the renames
+    assert (str(tmp_path / "weights"), True) in synced  # the trial's new folder
+
+
+# ------------------------------------------------------------------ Optuna's record
+
+
+def _trial_file(path, accuracies, status="completed"):
+    ds = xr.Dataset(
+        {"test_accuracy": ("epoch", np.asarray(accuracies, dtype=float)), "status": ((), status)},
+        coords={"epoch": np.arange(1, len(accuracies) + 1)},
+    )
+    write_atomic(ds, path)
+
+
+def test_a_trial_killed_after_writing_its_file_is_recorded_complete(tmp_path):
+    ostudy = optuna.create_study(storage=make_storage(tmp_path, None), direction="maximize")
+    done, lost, diverged = ostudy.ask(), ostudy.ask(), ostudy.ask()
+    done.set_user_attr("cell", "sb,seed=0")
+    lost.set_user_attr("cell", "lb,seed=0")
+    diverged.set_user_attr("cell", "xl,seed=0")
+    _trial_file(tmp_path / "trials" / "sb,seed=0.nc", [0.5, 0.75, math.nan])
+    _trial_file(tmp_path / "trials" / "xl,seed=0.nc", [0.1], status="diverged")
+    assert fail_stale_trials(ostudy) == 1  # only the trial without a file was interrupted
+    by_number = {t.number: t for t in ostudy.get_trials()}
+    assert by_number[done.number].state == TrialState.COMPLETE
+    assert by_number[done.number].value == 0.75
+    assert by_number[lost.number].state == TrialState.FAIL
+    assert by_number[lost.number].user_attrs["interrupted"]
+    assert by_number[diverged.number].state == TrialState.FAIL
+    assert by_number[diverged.number].user_attrs["status"] == "diverged"
+
+
+def test_resume_repairs_the_record_of_a_trial_killed_before_telling_optuna(reg, tmp_path, monkeypatch):
+    """A run dies (like a kill) right after a trial's file is written, before Optuna is told: the
+    resume counts the trial as complete, with its value, and does not train it again."""
+    out = tmp_path / "out"
+
+    def die(*_a, **_k):
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(run_mod, "_record", die)
+        with pytest.raises(SystemExit):
+            run_study(_study(reg, tmp_path), out, device="cpu", vectorize="off")
+    written = sorted(p.name for p in (out / "trials").glob("*.nc"))
+    assert len(written) == 1
+    summary = run_study(_study(reg, tmp_path), out, device="cpu", vectorize="off")
+    assert summary.trained == 1 and summary.skipped == 1
+    ostudy = optuna.load_study(study_name=_name(out), storage=make_storage(out, None))
+    states = {t.user_attrs["cell"]: t.state for t in ostudy.get_trials()}
+    assert set(states.values()) == {TrialState.COMPLETE}, states
+    first = next(t for t in ostudy.get_trials() if f"{t.user_attrs['cell']}.nc" == written[0])
+    with xr.open_dataset(out / "trials" / written[0]) as ds:
+        assert first.value == pytest.approx(float(ds["test_accuracy"].values[-1]))
+
+
+def _name(out):
+    storage = make_storage(out, None)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return summary.study_name
+
+
+# ------------------------------------------------------------------ storage URL
+
+
+def test_postgresql_url_names_the_installed_driver(monkeypatch):
+    monkeypatch.setattr(storage_mod, "_importable", lambda m: m == "psycopg2")
+    assert resolve_url("postgresql://u:p@h:5432/db") == "postgresql+psycopg2://u:p@h:5432/db"
+    assert resolve_url("postgres://h/db") == "postgresql+psycopg2://h/db"
+    monkeypatch.setattr(storage_mod, "_importable", lambda m: m == "psycopg")
+    assert resolve_url("postgresql://h/db") == "postgresql+psycopg://h/db"
+    assert resolve_url("sqlite:///x.db") == "sqlite:///x.db"
+    with pytest.raises(StorageError, match="psycopg2 is not installed"):
+        resolve_url("postgresql+psycopg2://h/db")
+
+
+def test_a_missing_postgresql_driver_is_said_before_any_folder_is_written(reg, tmp_path, monkeypatch):
+    monkeypatch.setattr(storage_mod, "_importable", lambda m: False)
+    out = tmp_path / "out"
+    with pytest.raises(StorageError, match=r"no PostgreSQL driver .*pip install 'lbgap\[postgres\]'"):
+        run_study(_study(reg, tmp_path), out, device="cpu", storage="postgresql://lbgap@127.0.0.1:1/postgres")
+    assert not out.exists()
+
+
+def test_the_storage_error_is_a_usage_error_of_the_cli(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lbgap.cli.main import app
+
+    monkeypatch.setattr(storage_mod, "_importable", lambda m: False)
+    (tmp_path / "s.yaml").write_text(SPEC)
+    res = CliRunner().invoke(app, ["study", "run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"),
+                                   "--storage", "postgresql://lbgap@127.0.0.1:1/postgres", "--no-report"])
+    assert res.exit_code == 2, res.output
+    assert "`postgres` extra (psycopg2-binary)" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()
