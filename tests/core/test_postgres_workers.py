@@ -61,3 +61,20 @@ def test_two_workers_share_a_study(postgres_url, tmp_path):
     a = xr.open_dataset(tmp_path / "shared" / "results.nc")
     b = xr.open_dataset(tmp_path / "single" / "results.nc")
     xr.testing.assert_equal(a["test_accuracy"], b["test_accuracy"])
+
+
+def test_the_documented_postgresql_url_works(postgres_url, tmp_path):
+    """`--storage postgresql://…` (no driver named, as the user guide writes it) uses the driver installed."""
+    from lbgap.driver.run import run_study
+    from lbgap.registry import load_registry
+    from lbgap.spec import load_study_text
+
+    plain = "postgresql://" + postgres_url.split("://", 1)[1]
+    text = STUDY.replace("study: workers", "study: plain_url").replace("epochs: 3", "epochs: 1")
+    text = text.replace("seeds: [0, 1]", "seeds: [0]").replace("optimizer.lr: [0.05, 0.1]", "optimizer.lr: [0.1]")
+    study = load_study_text(text, str(tmp_path / "s.yaml"), load_registry())
+    summary = run_study(study, tmp_path / "out", device="cpu", storage=plain)
+    assert summary.results is not None and summary.trained == 2
+    (s,) = [s for s in optuna.get_all_study_summaries(plain.replace("postgresql://", "postgresql+psycopg2://"))
+            if s.study_name.startswith("plain_url-")]
+    assert s.n_trials == 2
