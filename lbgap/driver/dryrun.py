@@ -11,8 +11,10 @@ written anywhere.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -22,7 +24,7 @@ from ..spec.load import Study, cell_key
 from ..spec.merge import split_path
 from .run import queue_order, search_budget
 
-__all__ = ["Check", "CheckResult", "DryRunReport", "plan_checks", "dry_run", "metric_names"]
+__all__ = ["Check", "CheckResult", "DiskEstimate", "DryRunReport", "plan_checks", "dry_run", "metric_names"]
 
 _FLOAT = "<float>"
 
@@ -54,6 +56,42 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+#: bytes of a saved state dict besides its float32 values (the zip container, names, shapes)
+WEIGHTS_FILE_OVERHEAD = 4096
+#: bytes of a per-trial netCDF file besides its per-epoch values (HDF5 headers of its ~20 variables)
+TRIAL_FILE_OVERHEAD = 48 * 1024
+#: per-epoch variables of a trial file (losses, accuracies, distances, steps...), 8 bytes each
+PER_EPOCH_VARIABLES = 16
+#: how much more free space than the estimate a study should find before it starts
+DISK_MARGIN = 1.2
+
+
+@dataclass
+class DiskEstimate:
+    """Bytes a study writes in its output folder (an estimate; see :meth:`DryRunReport.disk_estimate`)."""
+
+    #: weights files: parameters × 4 bytes × files per trial (initial, final, warm-start checkpoints)
+    weights: int
+    #: per-trial result files (``trials/*.nc``)
+    trial_files: int
+    #: the combined ``results.nc`` (about the trial files together)
+    results: int
+    #: weights files in all
+    weights_files: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.trial_files + self.results
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass
@@ -91,6 +129,67 @@ class DryRunReport:
         total = _makespan(self._queued_trial_seconds(jobs > 1), jobs) if jobs > 1 else sum(self._queued_trial_seconds())
         return total, total
 
+    def disk_estimate(self) -> Optional[DiskEstimate]:
+        """What the study will write: weights (each probe's parameters × 4 bytes × the files each of
+        its trials keeps: initial and final weights with ``save_weights``, and the checkpoints that
+        warm-started trials start from), per-trial files and ``results.nc``. None if a probe failed.
+
+        Per-epoch arrays of metric plugins and Optuna's journal are not counted; buffers (batch
+        norm statistics) are within the per-file allowance.
+        """
+        if self.failed or not self.results:
+            return None
+        probes = [r for r in self.results if r.result is not None]
+        if self.search_trials is not None:
+            biggest = max(probes, key=lambda r: r.result.n_params)
+            epochs = max(r.result.epochs for r in probes)
+            files = 2 if biggest.check.config.save_weights else 0
+            weights_files = files * self.search_trials
+            weights = weights_files * (4 * biggest.result.n_params + WEIGHTS_FILE_OVERHEAD)
+            trial_files = self.search_trials * _trial_file_bytes(epochs)
+            return DiskEstimate(weights, trial_files, trial_files, weights_files)
+        cells = self.study.cells()
+        needs: dict[str, set[int]] = {}  # the checkpoints warm-started cells start from, by source
+        for cell in cells:
+            ws = cell.config.warm_start
+            if ws is not None:
+                needs.setdefault(cell_key(ws.variant, cell.point, cell.seed), set()).add(ws.epochs)
+        by_group = {g: r.result for r in probes for g in r.check.groups}
+        weights = trial_files = weights_files = 0
+        for cell in cells:
+            res = by_group.get(cell.group)
+            if res is None:
+                continue
+            checkpoints = len(needs.get(cell.key, ()))
+            files = 2 + checkpoints if (cell.config.save_weights or checkpoints) else 0
+            weights_files += files
+            weights += files * (4 * res.n_params + WEIGHTS_FILE_OVERHEAD)
+            trial_files += _trial_file_bytes(res.epochs)
+        return DiskEstimate(weights, trial_files, trial_files, weights_files)
+
+    @property
+    def disk_bytes(self) -> Optional[int]:
+        """Estimated bytes the study writes (:meth:`disk_estimate`), or None if a probe failed."""
+        estimate = self.disk_estimate()
+        return None if estimate is None else estimate.total
+
+    def disk_warning(self, out_dir: Path) -> Optional[str]:
+        """A warning when the file system of ``out_dir`` (or of its nearest existing parent) has
+        less free space than :data:`DISK_MARGIN` × the estimate; None when there is room."""
+        need = self.disk_bytes
+        if need is None:
+            return None
+        where = Path(out_dir).absolute()
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        free = shutil.disk_usage(where).free
+        if free >= need * DISK_MARGIN:
+            return None
+        return (
+            f"the study will write about {format_bytes(need)} to {out_dir}, but only {format_bytes(free)} is free "
+            "there: free some space, choose another --out, or keep fewer weights (save_weights: false)"
+        )
+
     def _queued_trial_seconds(self, longest_first: bool = False) -> list[float]:
         """The estimated seconds of each unit a worker takes (a cell, or a vectorized group of
         cells), in the order a run queues the cells."""
@@ -114,6 +213,10 @@ class DryRunReport:
                 units.append(seconds)
                 last, members = key, 1
         return units
+
+
+def _trial_file_bytes(epochs: int) -> int:
+    return TRIAL_FILE_OVERHEAD + 8 * PER_EPOCH_VARIABLES * max(1, epochs)
 
 
 def _makespan(durations: list[float], jobs: int) -> float:

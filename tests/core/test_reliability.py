@@ -266,3 +266,33 @@ def test_the_storage_error_is_a_usage_error_of_the_cli(tmp_path, monkeypatch):
     assert res.exit_code == 2, res.output
     assert "`postgres` extra (psycopg2-binary)" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ disk budget
+
+
+def test_the_dry_run_estimates_the_disk_a_study_writes(reg, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from lbgap.driver.dryrun import WEIGHTS_FILE_OVERHEAD, dry_run
+
+    report = dry_run(_study(reg, tmp_path), device=torch.device("cpu"), steps=2)
+    est = report.disk_estimate()
+    n_params = report.results[0].result.n_params
+    assert n_params == 64 * 16 + 16 + 16 * 10 + 10
+    assert est.weights_files == 2 * 2  # two trials, initial and final weights
+    assert est.weights == 4 * (4 * n_params + WEIGHTS_FILE_OVERHEAD)
+    assert est.trial_files > 0 and report.disk_bytes == est.total
+    # a real run writes no more than the estimate
+    out = tmp_path / "out"
+    run_study(_study(reg, tmp_path), out, device="cpu")
+    written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.suffix in (".pt", ".nc"))
+    assert written <= est.total
+    weights = sum(p.stat().st_size for p in (out / "weights").rglob("*.pt"))
+    assert est.weights / 2 <= weights <= est.weights
+    assert report.disk_warning(tmp_path / "new" / "folder") is None
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 1000, 1000))
+    warning = report.disk_warning(tmp_path / "new" / "folder")
+    assert "only 1.0 KB is free" in warning and "save_weights" in warning
