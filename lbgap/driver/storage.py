@@ -38,12 +38,20 @@ __all__ = [
     "resolve_url",
     "check_storage",
     "remove_temporary_files",
+    "trial_heartbeat",
+    "retry_dead_trials",
+    "HEARTBEAT_INTERVAL_S",
+    "HEARTBEAT_GRACE_S",
 ]
 
 log = logging.getLogger(__name__)
 
 #: seconds after which a journal lock file left unchanged (by a killed worker) is taken over
 JOURNAL_LOCK_GRACE_S = 30
+#: an RDB storage's trials beat this often while they train (:func:`trial_heartbeat`) ...
+HEARTBEAT_INTERVAL_S = 30
+#: ... and a RUNNING trial without a beat for this long belongs to a dead worker (:func:`retry_dead_trials`)
+HEARTBEAT_GRACE_S = 90
 
 
 def is_embedded(url: Optional[str]) -> bool:
@@ -113,7 +121,9 @@ def check_storage(url: Optional[str]) -> None:
     _open_rdb(url)
 
 
-def _open_rdb(url: str) -> optuna.storages.BaseStorage:
+def _open_rdb(
+    url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL_S, grace_period: int = HEARTBEAT_GRACE_S
+) -> optuna.storages.BaseStorage:
     import random
     import time
     import warnings
@@ -127,8 +137,8 @@ def _open_rdb(url: str) -> optuna.storages.BaseStorage:
             try:
                 return RDBStorage(
                     resolved,
-                    heartbeat_interval=30,
-                    grace_period=90,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
                     engine_kwargs={"pool_pre_ping": True},
                 )
@@ -231,6 +241,52 @@ def make_storage(out_dir: Path, url: Optional[str]) -> optuna.storages.BaseStora
         return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     assert url is not None
     return _open_rdb(url)
+
+
+@contextlib.contextmanager
+def trial_heartbeat(study: optuna.Study, trial: optuna.Trial):
+    """Record heartbeats of ``trial`` while the block runs (an RDB storage with heartbeats; nothing
+    for the embedded journal). Optuna beats only inside ``Study.optimize``; a driver that takes
+    trials with ``ask()`` beats with this, so that :func:`retry_dead_trials` can tell the trial of a
+    worker killed on another machine from one that still trains."""
+    import threading
+
+    storage = study._storage
+    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+    trial_id = trial._trial_id
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception as exc:  # the server restarting: beat again at the next interval
+                log.warning("heartbeat of trial %d not recorded: %s", trial.number, exc)
+            if stop.wait(interval):
+                return
+
+    storage.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, name=f"lbgap-heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def retry_dead_trials(study: optuna.Study) -> None:
+    """Fail the RUNNING trials whose heartbeat stopped more than the grace period ago (their worker
+    died) and queue each again with the same parameters and user attributes (an RDB storage's
+    :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`); nothing for the embedded journal."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def fail_stale_trials(study: optuna.Study) -> int:

@@ -78,3 +78,29 @@ def test_the_documented_postgresql_url_works(postgres_url, tmp_path):
     (s,) = [s for s in optuna.get_all_study_summaries(plain.replace("postgresql://", "postgresql+psycopg2://"))
             if s.study_name.startswith("plain_url-")]
     assert s.n_trials == 2
+
+
+def test_the_trial_of_a_dead_worker_is_failed_and_queued_again(postgres_url):
+    """A worker that stops beating (killed on another machine) loses its trial after the grace
+    period; the trial is queued again with its cell, for another worker to take."""
+    import time
+
+    from optuna.trial import TrialState
+
+    from lbgap.driver.storage import _open_rdb, retry_dead_trials, trial_heartbeat
+
+    storage = _open_rdb(postgres_url, heartbeat_interval=1, grace_period=2)
+    ostudy = optuna.create_study(storage=storage, study_name="heartbeats", direction="maximize")
+    ostudy.enqueue_trial({}, user_attrs={"cell": "sb,seed=0"})
+    ostudy.enqueue_trial({}, user_attrs={"cell": "lb,seed=0"})
+    alive, dead = ostudy.ask(), ostudy.ask()
+    with trial_heartbeat(ostudy, alive):
+        with trial_heartbeat(ostudy, dead):
+            pass  # one beat, then the worker "dies"
+        time.sleep(3.5)
+        retry_dead_trials(ostudy)
+    states = {t.number: t.state for t in ostudy.get_trials()}
+    assert states[alive.number] == TrialState.RUNNING  # it beat all along
+    assert states[dead.number] == TrialState.FAIL
+    (again,) = [t for t in ostudy.get_trials() if t.state == TrialState.WAITING]
+    assert again.user_attrs["cell"] == "lb,seed=0"
