@@ -142,3 +142,66 @@ def print_dry_run(report: DryRunReport, out: Console, err: Console, threads: int
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _finite(x):
+    """JSON has no NaN or infinity: those are null."""
+    import math
+
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def dry_run_json(report: DryRunReport, threads: int, jobs: int = 1) -> dict:
+    """A dry run's findings as JSON-ready data (``lbgap study run --dry-run --json``): one entry
+    per probed configuration, the estimate of the whole study (seconds; null if a probe failed),
+    and the errors."""
+    search = report.search_trials is not None
+    rows = []
+    for r in report.results:
+        row = {
+            "label": r.check.label,
+            "variant": r.check.variant,
+            "point": {dim: value for dim, value in r.check.point},
+            "trials": None if search else r.check.trials,
+            "ok": r.ok,
+            "stage": r.stage,
+            "error": r.error,
+            "notes": list(r.notes),
+        }
+        p = r.result
+        if p is not None:
+            row.update({
+                "parameters": p.n_params,
+                "train_samples": p.n_train,
+                "test_samples": p.n_test,
+                "batch_size": p.batch_size,
+                "epochs": p.epochs,
+                "steps_per_epoch": p.steps_per_epoch,
+                "step_seconds": _finite(p.step_seconds),
+                "train_loss": _finite(p.train_loss),
+                "eval_loss": _finite(p.eval_loss),
+                "epoch_seconds": _finite(p.epoch_seconds),
+                "trial_seconds": _finite(p.trial_seconds),
+                "peak_memory_bytes": p.peak_memory,
+                "stopping": bool(r.check.config.stopping),
+            })
+        rows.append(row)
+    total = report.study_seconds()
+    n = report.search_trials if search else sum(r.check.trials for r in report.results)
+    return {
+        "study": report.study.name,
+        "spec_sha256": report.study.spec_hash,
+        "device": str(report.device),
+        "threads": threads,
+        "jobs": jobs,
+        "steps": report.steps,
+        "trials": n,
+        "ok": not report.failed,
+        "study_seconds": None if total is None else {"low": total[0], "high": total[1]},
+        "study_seconds_with_jobs": (
+            report.study_seconds(jobs)[0] if total is not None and jobs > 1 and not search else None
+        ),
+        "vectorized_groups": [{"size": size, "step_ratio": factor} for size, factor in report.groups.values()],
+        "metrics_not_measured": metric_names(report.study),
+        "results": rows,
+    }

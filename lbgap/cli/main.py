@@ -20,8 +20,27 @@ plugins_app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=Tru
 app.add_typer(study_app, name="study")
 app.add_typer(plugins_app, name="plugins")
 
-out = Console()
-err = Console(stderr=True)
+#: the width of a console that is not a terminal: lines are never wrapped (pipes, files, CI logs)
+PIPE_WIDTH = 10_000
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console for stdout or stderr. On a terminal rich wraps at its width; written to a pipe
+    or a file, nothing is wrapped or cut, so that ``file:line:`` messages and table rows stay
+    on one line each. Colour follows rich's rules (none when not a terminal, none with
+    ``NO_COLOR`` set)."""
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if tty:
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=PIPE_WIDTH, soft_wrap=True)
+
+
+out = _console()
+err = _console(stderr=True)
 
 EXIT_USAGE = 2
 
@@ -64,15 +83,35 @@ def _registry(verbose: bool = False, strict: bool = False):
     return reg
 
 
-def _load(spec: Path):
+def _spec_path(spec: Path) -> Path:
+    """``spec``, or the shipped study of that name (``hoffer_regime``) when no such file exists."""
+    if spec.exists():
+        return spec
+    from .studies import find_shipped
+
+    shipped = find_shipped(str(spec)) if len(spec.parts) == 1 else None
+    return shipped or spec
+
+
+def _load(spec: Path, overrides: Optional[list[str]] = None):
     from ..spec import SpecError, load_study
 
     try:
-        return load_study(spec, _registry())
+        return load_study(_spec_path(spec), _registry(), overrides or ())
     except SpecError as exc:
         for issue in exc.issues:
             err.print(str(issue), markup=False, highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
+
+
+def _trial_count(study) -> int:
+    return len(study.cells()) if study.search is None else study.search.n_trials * len(study.seeds)
+
+
+_OVERRIDES_HELP = (
+    "Overrides KEY=VALUE: a dotted path into base, a variant or the grid, and a YAML value "
+    "(base.epochs=2, variants.lb.batch_size=2048, grid.optimizer.lr=[0.1,0.01])."
+)
 
 
 def _run(
@@ -146,7 +185,8 @@ def _setup_logging(verbose: bool) -> None:
 
 @study_app.command("run")
 def study_run(
-    spec: Path = typer.Argument(..., help="The study file (YAML)."),
+    spec: Path = typer.Argument(..., help="The study file (YAML), or the name of a shipped study (lbgap study list)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help=_OVERRIDES_HELP, show_default=False),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default runs/<study name>)."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
     storage: Optional[str] = typer.Option(
@@ -181,9 +221,14 @@ def study_run(
     strict: bool = typer.Option(
         False, "--strict", help=f"Exit with status {EXIT_PLUGIN_FAILED} before running if any installed plugin failed to load."
     ),
+    as_json: bool = typer.Option(False, "--json", help="With --dry-run: the findings as JSON on stdout."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run a study (or continue it, if its output folder exists)."""
+    """Run a study (or continue it, if its output folder exists).
+
+    KEY=VALUE overrides change settings for this run; the output folder keeps the resolved
+    study (spec.yaml), so `lbgap study resume` needs none.
+    """
     _setup_logging(verbose)
     _set_threads(threads)
     _registry(verbose=verbose, strict=strict)
@@ -193,12 +238,16 @@ def study_run(
     if steps is not None and not dry_run:
         err.print("[red]error:[/] --steps applies to --dry-run")
         raise typer.Exit(EXIT_USAGE)
-    study = _load(spec)
+    if as_json and not dry_run:
+        err.print("[red]error:[/] --json applies to --dry-run")
+        raise typer.Exit(EXIT_USAGE)
+    study = _load(spec, overrides)
     if dry_run:
         if nproc > 1:
             err.print("[yellow]note:[/] --dry-run trains in one process; --nproc is ignored")
         _dry_run(
-            study, device, steps or 2, threads, jobs, storage, nproc, vectorize.value if vectorize is not None else None
+            study, device, steps or 2, threads, jobs, storage, nproc, vectorize.value if vectorize is not None else None,
+            as_json=as_json,
         )
         return
     _run(
@@ -209,7 +258,7 @@ def study_run(
 
 def _dry_run(
     study, device: str, steps: int, threads: int, jobs: Optional[int] = None, storage: Optional[str] = None,
-    nproc: int = 1, vectorize: Optional[str] = None,
+    nproc: int = 1, vectorize: Optional[str] = None, as_json: bool = False,
 ) -> None:
     from rich.markup import escape
 
@@ -236,7 +285,12 @@ def _dry_run(
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
-    print_dry_run(report, out, err, threads, jobs=jobs)
+    if as_json:
+        from .dryrun import dry_run_json
+
+        sys.stdout.write(json.dumps(dry_run_json(report, threads, jobs), indent=2, default=str) + "\n")
+    else:
+        print_dry_run(report, out, err, threads, jobs=jobs)
     if report.failed:
         raise typer.Exit(EXIT_USAGE)
 
@@ -270,24 +324,129 @@ def study_resume(
 
 
 @study_app.command("validate")
-def study_validate(spec: list[Path] = typer.Argument(..., help="Study files.")) -> None:
+def study_validate(
+    spec: list[Path] = typer.Argument(..., help="Study files (or names of shipped studies)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="One JSON object on stdout: each file with its study and trials, or its errors."
+    ),
+) -> None:
     """Check study files; print their trials. Exit status 2 on a bad file."""
     bad = False
     from ..spec import SpecError, load_study
 
     reg = _registry()
+    files = []
     for path in spec:
         try:
-            study = load_study(path, reg)
+            study = load_study(_spec_path(path), reg)
         except SpecError as exc:
             bad = True
-            for issue in exc.issues:
-                err.print(str(issue), markup=False, highlight=False)
+            files.append({"file": str(path), "ok": False, "errors": [
+                {"file": i.file, "line": i.line, "path": i.path, "message": i.message} for i in exc.issues
+            ]})
+            if not as_json:
+                for issue in exc.issues:
+                    err.print(str(issue), markup=False, highlight=False)
             continue
-        n = len(study.cells()) if study.search is None else study.search.n_trials * len(study.seeds)
-        out.print(f"{path}: ok — study {study.name!r}, {len(study.variants)} variant(s), {n} trial(s)")
+        n = _trial_count(study)
+        files.append({
+            "file": str(path), "ok": True, "study": study.name, "variants": list(study.variants), "trials": n,
+            "spec_sha256": study.spec_hash,
+        })
+        if not as_json:
+            out.print(
+                f"{path}: ok — study {study.name!r}, {len(study.variants)} variant(s), {n} trial(s)",
+                markup=False, highlight=False,
+            )
+    if as_json:
+        sys.stdout.write(json.dumps({"ok": not bad, "files": files}, indent=2) + "\n")
     if bad:
         raise typer.Exit(EXIT_USAGE)
+
+
+@study_app.command("show")
+def study_show(
+    spec: Path = typer.Argument(..., help="The study file (YAML), or the name of a shipped study."),
+    overrides: Optional[list[str]] = typer.Argument(None, help=_OVERRIDES_HELP, show_default=False),
+) -> None:
+    """Print the resolved study (its extends and overrides applied) as YAML, and its trial count.
+
+    The output is itself a study file: run it, or keep it, as it is.
+    """
+    study = _load(spec, overrides)
+    text = study.text or Path(study.file).read_text()
+    n = _trial_count(study)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.write(
+        f"# study {study.name}: {len(study.variants)} variant(s), {n} trial(s); spec hash {study.spec_hash[:12]}\n"
+    )
+
+
+@study_app.command("list")
+def study_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """The study files shipped with lbgap: run one by name (lbgap study run NAME) or copy it to edit."""
+    from .studies import shipped_dir, shipped_studies
+
+    rows = [
+        {"name": s.name, "scale": s.scale, "reproduces": s.reproduces, "path": str(s.path)} for s in shipped_studies()
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps({"folder": str(shipped_dir() or ""), "studies": rows}, indent=2) + "\n")
+        return
+    if not rows:
+        err.print("[yellow]note:[/] this installation ships no study files")
+        return
+    table = Table(title=f"studies shipped with lbgap ({escape(str(shipped_dir()))})", title_justify="left")
+    for col in ("name", "scale", "reproduces"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(escape(r["name"]), r["scale"], escape(r["reproduces"]))
+    out.print(table)
+
+
+@study_app.command("copy")
+def study_copy(
+    name: str = typer.Argument(..., help="A shipped study's name (lbgap study list)."),
+    dest: Optional[Path] = typer.Argument(None, help="The file or folder to write (default: NAME.yaml here)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write an editable copy of a shipped study (and of the files it extends)."""
+    from .studies import find_shipped, shipped_studies
+
+    src = find_shipped(name)
+    if src is None:
+        import difflib
+
+        known = [s.name for s in shipped_studies()]
+        hint = difflib.get_close_matches(name, known, n=3)
+        extra = f" (did you mean {', '.join(repr(h) for h in hint)}?)" if hint else ""
+        err.print(f"[red]error:[/] no shipped study {escape(repr(name))}{extra}; see `lbgap study list`", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    target = dest if dest is not None else Path(src.name)
+    if target.is_dir():
+        target = target / src.name
+    copies = [(src, target)]
+    # a study that extends another needs its parents beside it
+    from ..spec.yamlio import YAMLSyntaxError, load_yaml
+
+    here, there = src, target
+    for _ in range(8):
+        try:
+            parent = load_yaml(here).data.get("extends")
+        except (OSError, YAMLSyntaxError):
+            break
+        if not isinstance(parent, str):
+            break
+        here, there = here.parent / parent, there.parent / parent
+        copies.append((here, there))
+    clash = [t for _, t in copies if t.exists()]
+    if clash and not force:
+        err.print(f"[red]error:[/] {escape(str(clash[0]))} exists (--force overwrites it)", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    for s, t in copies:
+        t.parent.mkdir(parents=True, exist_ok=True)
+        t.write_text(s.read_text(encoding="utf-8"), encoding="utf-8")
+        out.print(f"wrote {t}", markup=False, highlight=False)
 
 
 @plugins_app.command("list")

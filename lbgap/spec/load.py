@@ -14,7 +14,8 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Iterable
+import shlex
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -37,6 +38,7 @@ from .model import (
     is_safe_name,
     trial_config_model,
 )
+from .overrides import apply_overrides, label_issues
 from .yamlio import MAX_FILE_BYTES, LoadedYAML, YAMLSyntaxError, load_yaml, too_large_message
 
 __all__ = ["Study", "Cell", "load_study", "load_study_text", "RESERVED_DIMS"]
@@ -104,6 +106,8 @@ class Study:
     standalone study file that loads to the same study)."""
     sources: tuple[str, ...] = ()
     """The study file, then the files it extends, nearest first."""
+    overrides: tuple[str, ...] = ()
+    """The command-line overrides (``key=value``) applied to the file, in order."""
 
     @property
     def name(self) -> str:
@@ -153,9 +157,12 @@ class Study:
 # ------------------------------------------------------------------ loading
 
 
-def load_study(path: str | Path, registry: Optional[Registry] = None) -> Study:
-    """Read and validate a study file. Raises :class:`SpecError`."""
-    return load_study_text(read_study_file(path), str(path), registry)
+def load_study(
+    path: str | Path, registry: Optional[Registry] = None, overrides: Sequence[str] = ()
+) -> Study:
+    """Read and validate a study file, with command-line ``overrides`` (``key=value``, see
+    :mod:`lbgap.spec.overrides`). Raises :class:`SpecError`."""
+    return load_study_text(read_study_file(path), str(path), registry, overrides)
 
 
 def read_study_file(path: str | Path) -> str:
@@ -177,16 +184,28 @@ def read_study_file(path: str | Path) -> str:
         raise SpecError([SpecIssue(str(path), 1, "", f"cannot read the file: {exc}")]) from None
 
 
-def load_study_text(text: str, file: str = "<string>", registry: Optional[Registry] = None) -> Study:
+def load_study_text(
+    text: str, file: str = "<string>", registry: Optional[Registry] = None, overrides: Sequence[str] = ()
+) -> Study:
     """Validate the text of a study file (``file`` names it in errors; a relative ``extends``
-    is taken from its folder, or from the working folder for ``<string>``)."""
+    is taken from its folder, or from the working folder for ``<string>``). With
+    ``overrides``, :attr:`Study.text` is the resolved study with them applied."""
     reg = registry or get_registry()
     doc = _load_yaml(file, text)
     sources = [file]
     if isinstance(doc.data, dict) and "extends" in doc.data:
         doc = _resolve_extends(doc, [_identity(file)], sources)
         text = resolved_text(doc.data, sources)
-    return _Validator(doc, reg).run(text, tuple(sources))
+    if not overrides:
+        return _Validator(doc, reg).run(text, tuple(sources))
+    doc, written = apply_overrides(doc, overrides)
+    text = resolved_text(doc.data, sources, overrides)
+    try:
+        study = _Validator(doc, reg).run(text, tuple(sources))
+    except SpecError as exc:
+        raise SpecError(label_issues(exc.issues, written)) from None
+    study.overrides = tuple(overrides)
+    return study
 
 
 def _load_yaml(file: str, text: str) -> LoadedYAML:
@@ -255,15 +274,19 @@ def _resolve_extends(doc: LoadedYAML, chain: list[str], sources: list[str]) -> L
     return out
 
 
-def resolved_text(data: dict[str, Any], sources: list[str]) -> str:
-    """A study with its ``extends`` resolved, as a standalone YAML 1.2 study file."""
+def resolved_text(data: dict[str, Any], sources: list[str], overrides: Sequence[str] = ()) -> str:
+    """A study with its ``extends`` and ``overrides`` resolved, as a standalone YAML 1.2 study file."""
     yaml = YAML(typ="rt")
     yaml.default_flow_style = None
     yaml.width = 110
     buf = io.StringIO()
     yaml.dump(data, buf)
-    head = f"# resolved from {sources[0]}, which extends " + " → ".join(sources[1:]) + "\n"
-    return head + buf.getvalue()
+    head = f"# resolved from {sources[0]}"
+    if len(sources) > 1:
+        head += ", which extends " + " → ".join(sources[1:])
+    if overrides:
+        head += "\n# with the overrides " + " ".join(shlex.quote(o) for o in overrides).replace("\n", " ")
+    return head + "\n" + buf.getvalue()
 
 
 class _Validator:
