@@ -296,3 +296,72 @@ def test_the_dry_run_estimates_the_disk_a_study_writes(reg, tmp_path, monkeypatc
     monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 1000, 1000))
     warning = report.disk_warning(tmp_path / "new" / "folder")
     assert "only 1.0 KB is free" in warning and "save_weights" in warning
+
+
+# ------------------------------------------------------------------ full disk, signals (end to end)
+
+
+def _lbgap(cwd, *args, limit=None, wait=True):
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limited():
+        if limit is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lbgap", *args], cwd=cwd, env=env, preexec_fn=limited,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if wait:
+        proc.out, proc.err = proc.communicate(timeout=600)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def reference(reg, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    return run_study(load_study_text(SPEC, str(out / "s.yaml"), reg), out / "run", device="cpu").results
+
+
+def _same(reference, path):
+    with xr.open_dataset(reference) as a, xr.open_dataset(path) as b:
+        for name in ("train_loss", "test_accuracy", "weight_distance"):
+            xr.testing.assert_equal(a[name], b[name])
+
+
+def _partial(folder):
+    return [p for p in folder.rglob("*") if ".tmp-" in p.name]
+
+
+@pytest.mark.slow  # three lbgap processes: about 45 s
+@pytest.mark.skipif(os.name != "posix", reason="needs RLIMIT_FSIZE")
+def test_a_full_disk_while_trial_files_are_written_keeps_nothing_partial_and_resumes(reference, tmp_path):
+    (tmp_path / "s.yaml").write_text(SPEC)
+    run = _lbgap(tmp_path, "study", "run", "s.yaml", "--out", "out", "--no-report", "--device", "cpu",
+                 "--jobs", "1", limit=20_000)  # room for weights and the journal, not for a trial file
+    assert run.returncode == 1, run.err
+    assert "2 trial(s) failed" in run.err and "resume" in run.err
+    out = tmp_path / "out"
+    assert not list((out / "trials").glob("*.nc")) and not _partial(out)
+    res = _lbgap(tmp_path, "study", "resume", "out", "--no-report", "--device", "cpu")
+    assert res.returncode == 0, res.err
+    _same(reference, out / "results.nc")
+
+
+@pytest.mark.slow  # three lbgap processes: about 45 s
+@pytest.mark.skipif(os.name != "posix", reason="needs RLIMIT_FSIZE")
+def test_a_full_disk_while_results_are_combined_keeps_every_trial_and_resumes(reference, tmp_path):
+    (tmp_path / "s.yaml").write_text(SPEC)
+    run = _lbgap(tmp_path, "study", "run", "s.yaml", "--out", "out", "--no-report", "--device", "cpu",
+                 "--jobs", "1", limit=60_000)  # room for each trial file (~40 kB), not for results.nc
+    assert run.returncode != 0
+    out = tmp_path / "out"
+    done = {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("*.nc")}
+    assert len(done) == 2 and not (out / "results.nc").exists() and not _partial(out)
+    res = _lbgap(tmp_path, "study", "resume", "out", "--no-report", "--device", "cpu")
+    assert res.returncode == 0, res.err
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("*.nc")} == done  # nothing retrained
+    _same(reference, out / "results.nc")
