@@ -365,3 +365,42 @@ def test_a_full_disk_while_results_are_combined_keeps_every_trial_and_resumes(re
     assert res.returncode == 0, res.err
     assert {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("*.nc")} == done  # nothing retrained
     _same(reference, out / "results.nc")
+
+
+LONG = SPEC.replace("epochs: 1", "epochs: 60")
+
+
+@pytest.fixture(scope="module")
+def long_reference(reg, tmp_path_factory):
+    out = tmp_path_factory.mktemp("long_reference")
+    return run_study(load_study_text(LONG, str(out / "s.yaml"), reg), out / "run", device="cpu").results
+
+
+@pytest.mark.slow  # two lbgap processes and a reference run: about a minute
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_trial_loses_only_that_trial(signame, long_reference, tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "s.yaml").write_text(LONG)
+    proc = _lbgap(tmp_path, "study", "run", "s.yaml", "--out", "out", "--no-report", "--device", "cpu",
+                  "--jobs", "1", "--vectorize", "off", wait=False)
+    trials = tmp_path / "out" / "trials"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(trials.glob("*.nc")):
+        time.sleep(0.05)
+    time.sleep(0.1)  # into the second trial
+    proc.send_signal(getattr(signal, signame))
+    _out, err = proc.communicate(timeout=120)
+    done = {p.name: p.stat().st_mtime_ns for p in trials.glob("*.nc")}
+    assert len(done) == 1, "the run finished before the signal"
+    if signame == "SIGINT":
+        assert proc.returncode == 130, err
+        assert "finished trials are kept" in err and "lbgap study resume" in err
+    else:
+        assert proc.returncode == -signal.SIGTERM
+    assert not (tmp_path / "out" / "results.nc").exists()
+    res = _lbgap(tmp_path, "study", "resume", "out", "--no-report", "--device", "cpu")
+    assert res.returncode == 0, res.err
+    assert {k: v for k, v in ((p.name, p.stat().st_mtime_ns) for p in trials.glob("*.nc")) if k in done} == done
+    _same(long_reference, tmp_path / "out" / "results.nc")
