@@ -474,7 +474,7 @@ def plugins_list(
         for col in ("kind", "name", "origin", "version", "summary"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["kind"], r["name"], r["origin"], r["version"], r["summary"])
+            table.add_row(*(escape(r[c]) for c in ("kind", "name", "origin", "version", "summary")))
         out.print(table)
     if strict and reg.failures:
         err.print(f"[red]error:[/] {len(reg.failures)} plugin(s) failed to load or register (--strict)")
