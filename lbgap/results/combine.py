@@ -23,7 +23,7 @@ from .. import __version__
 from .measured import merge_measured
 from .trialfile import coord_value, write_atomic
 
-__all__ = ["combine_grid", "combine_search", "study_attrs", "open_trial"]
+__all__ = ["combine_grid", "combine_search", "study_attrs", "open_trial", "DamagedTrialFiles"]
 
 _COMBINE = dict(
     join="outer",
@@ -37,6 +37,47 @@ _COMBINE = dict(
 def open_trial(path: Path) -> xr.Dataset:
     with xr.open_dataset(path, engine="netcdf4") as ds:
         return _strings_as_objects(ds.load())
+
+
+class DamagedTrialFiles(ValueError):
+    """Trial files that cannot be read (truncated, or a checksum that does not match); ``results.nc``
+    was not written. A grid study's are moved aside (to ``trials/damaged/``), so that the next run
+    trains those trials again."""
+
+    def __init__(self, damaged: dict[Path, str], moved: bool = True) -> None:
+        self.damaged = damaged
+        names = "; ".join(f"{p.name}: {why}" for p, why in damaged.items())
+        if moved:
+            folder = next(iter(damaged)).parent
+            text = (f"{len(damaged)} trial file(s) could not be read and were moved to {folder}/ ({names}); "
+                    "resume the study to train those trials again")
+        else:
+            text = f"{len(damaged)} trial file(s) could not be read ({names})"
+        super().__init__(text)
+
+
+def _open_checked(path: Path, damaged: dict[Path, str], move: bool = True) -> Optional[xr.Dataset]:
+    """``open_trial(path)``, or None for a file that cannot be read (recorded in ``damaged``; with
+    ``move``, moved to ``damaged/`` next to it)."""
+    try:
+        return open_trial(path)
+    except Exception as exc:  # netCDF/HDF5 errors have no common type
+        import os
+        import time
+
+        from .trialfile import fsync_dir
+
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        if not move:
+            damaged[path] = reason
+            return None
+        folder = path.parent / "damaged"
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}"
+        os.replace(path, target)
+        fsync_dir(path.parent)
+        damaged[target] = reason
+        return None
 
 
 def _strings_as_objects(ds: xr.Dataset) -> xr.Dataset:
@@ -84,10 +125,14 @@ def combine_grid(
     are merged in (:func:`~lbgap.results.measured.merge_measured`), so a rebuilt ``results.nc``
     keeps them."""
     datasets = []
+    damaged: dict[Path, str] = {}
     for cell in cells:
         coords = {"variant": cell.variant, **dict(cell.point), "seed": cell.seed}
         path = trial_paths.get(cell.key)
-        datasets.append(open_trial(path) if path is not None and path.exists() else _placeholder(coords))
+        ds = _open_checked(path, damaged) if path is not None and path.exists() else None
+        datasets.append(ds if ds is not None else _placeholder(coords))
+    if damaged:
+        raise DamagedTrialFiles(damaged)
     nested = _nest(datasets, shape)
     ds = xr.combine_nested(nested, concat_dim=list(dims), **_COMBINE)
     ds = ds.transpose(*dims, "epoch", ...)
@@ -110,14 +155,19 @@ def combine_search(
 ) -> xr.Dataset:
     """Combine search results: dims (trial, seed, epoch), params along trial."""
     rows = []
+    damaged: dict[Path, str] = {}
     for t in trials:
         row = []
         for s in seeds:
             path = trial_paths.get((t, s))
-            ds = open_trial(path) if path is not None and path.exists() else _placeholder({"trial": t, "seed": s})
+            ds = _open_checked(path, damaged, move=False) if path is not None and path.exists() else None
+            if ds is None:
+                ds = _placeholder({"trial": t, "seed": s})
             ds = ds.drop_vars([c for c in ds.coords if c not in ("epoch", "trial", "seed")])
             row.append(_strings_as_objects(ds.assign_coords(trial=t, seed=s)))
         rows.append(row)
+    if damaged:
+        raise DamagedTrialFiles(damaged, moved=False)
     ds = xr.combine_nested(rows, concat_dim=["trial", "seed"], **_COMBINE)
     names = sorted({k for p in params.values() for k in p})
     for name in names:

@@ -117,8 +117,9 @@ def write_atomic(ds: xr.Dataset, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # fletcher32: HDF5 checks each chunk when it is read, so a damaged file is detected, not combined
     encoding = {
-        name: {"zlib": True, "complevel": 4}
+        name: {"zlib": True, "complevel": 4, "fletcher32": True}
         for name, var in ds.variables.items()
         if var.dtype.kind == "f" and var.ndim > 0
     }

@@ -404,3 +404,33 @@ def test_a_signal_during_a_trial_loses_only_that_trial(signame, long_reference, 
     assert res.returncode == 0, res.err
     assert {k: v for k, v in ((p.name, p.stat().st_mtime_ns) for p in trials.glob("*.nc")) if k in done} == done
     _same(long_reference, tmp_path / "out" / "results.nc")
+
+
+# ------------------------------------------------------------------ damaged trial files
+
+
+def test_a_truncated_trial_file_is_named_moved_aside_and_trained_again(reg, tmp_path):
+    from lbgap.results.combine import DamagedTrialFiles
+
+    out = tmp_path / "out"
+    first = run_study(_study(reg, tmp_path), out, device="cpu")
+    with xr.open_dataset(first.results) as ds:
+        before = ds["test_accuracy"].load()
+    victim = out / "trials" / "lb,seed=0.nc"
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DamagedTrialFiles, match=r"lb,seed=0\.nc.*resume the study"):
+        run_study(_study(reg, tmp_path), out, device="cpu")
+    assert not victim.exists() and len(list((out / "trials" / "damaged").iterdir())) == 1
+    again = run_study(_study(reg, tmp_path), out, device="cpu")
+    assert again.trained == 1 and again.skipped == 1
+    with xr.open_dataset(again.results) as ds:
+        xr.testing.assert_equal(ds["test_accuracy"].load(), before)
+
+
+def test_trial_files_carry_a_checksum(tmp_path):
+    import netCDF4
+
+    write_atomic(xr.Dataset({"a": ("epoch", np.arange(3.0))}), tmp_path / "k.nc")
+    with netCDF4.Dataset(tmp_path / "k.nc") as nc:
+        assert nc["a"].filters()["fletcher32"]
