@@ -1,7 +1,8 @@
 """The study files shipped with lbgap (``lbgap study list``, ``study copy``, a study run by name).
 
-In a wheel they are package data in ``lbgap/studies/``; in a source checkout (an editable
-install) they are the repository's ``studies/`` folder, which the wheel is built from.
+In a source checkout (an editable install) they are the repository's ``studies/`` folder; the
+wheel, built from it, installs them as data files to ``<prefix>/share/lbgap/studies`` (the
+virtual environment's folder, or the user's with ``pip install --user``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,33 @@ class ShippedStudy:
     scale: str  # "paper" or "CPU"
 
 
+def _candidates() -> list[Path]:
+    import site
+    import sys
+    import sysconfig
+
+    out = []
+    if (_PACKAGE.parent / "pyproject.toml").is_file():  # a source checkout
+        out.append(_PACKAGE.parent / "studies")
+    # the installation prefix of the package: site-packages is <prefix>/lib/pythonX.Y/site-packages
+    # (<prefix>/Lib/site-packages on Windows)
+    for up in (3, 2):
+        if len(_PACKAGE.parents) > up:
+            out.append(_PACKAGE.parents[up] / "share" / "lbgap" / "studies")
+    for prefix in (sysconfig.get_path("data"), sys.prefix, getattr(site, "USER_BASE", None)):
+        if prefix:
+            out.append(Path(prefix) / "share" / "lbgap" / "studies")
+    return out
+
+
 def shipped_dir() -> Optional[Path]:
     """The folder of the shipped study files, or None if this installation has none."""
-    for folder in (_PACKAGE / "studies", _PACKAGE.parent / "studies"):
-        if folder.is_dir() and any(folder.glob("*.yaml")):
-            return folder
+    for folder in _candidates():
+        try:
+            if folder.is_dir() and any(folder.glob("*.yaml")):
+                return folder
+        except OSError:
+            continue
     return None
 
 
