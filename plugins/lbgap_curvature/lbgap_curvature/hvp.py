@@ -16,7 +16,7 @@
     with a warning.
 
 The default mode is the one measured fastest on the reference workloads (see
-``docs/metrics-performance.md``).
+``docs/performance.md``, "Seconds per Hessian-vector product").
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 HVPMode = Literal["autograd", "func"]
 
 #: Chosen by ``python -m bench.curvature --hvp-only``: double backward with a
-#: reused graph was the fastest in 5 of 6 CPU measurements (docs/metrics-performance.md).
+#: reused graph was the fastest mode in all 4 CPU measurements of the latest run
+#: (docs/performance.md, "Seconds per Hessian-vector product").
 DEFAULT_HVP_MODE: HVPMode = "autograd"
 
 
