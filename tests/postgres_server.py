@@ -37,8 +37,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerURL(str):
+    """The server's URL, which can also restart the server (tests of workers that outlive a restart)."""
+
+    restart_command: list[str]
+    env: dict[str, str]
+
+    def restart(self) -> None:
+        """Stop the server (its connections are cut) and start it again with the same options."""
+        subprocess.run(self.restart_command, check=True, capture_output=True, env=self.env)
+
+
 def run_server() -> Iterator[str]:
-    """Start a server on a free loopback port; yield its URL; stop it."""
+    """Start a server on a free loopback port; yield its URL (a :class:`ServerURL`); stop it."""
     bindir = find_bin()
     if bindir is None:
         raise FileNotFoundError("PostgreSQL server binaries (initdb, pg_ctl) not found")
@@ -60,7 +71,10 @@ def run_server() -> Iterator[str]:
         check=True, capture_output=True, env=env,
     )
     try:
-        url = f"postgresql+psycopg2://lbgap@127.0.0.1:{port}/postgres"
+        url = ServerURL(f"postgresql+psycopg2://lbgap@127.0.0.1:{port}/postgres")
+        url.restart_command = [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w",
+                               "-m", "fast", "restart"]
+        url.env = env
         deadline = time.time() + 30
         while time.time() < deadline:
             with socket.socket() as s:

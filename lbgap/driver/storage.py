@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
     "make_storage",
@@ -38,7 +39,6 @@ __all__ = [
     "resolve_url",
     "check_storage",
     "remove_temporary_files",
-    "trial_heartbeat",
     "retry_dead_trials",
     "HEARTBEAT_INTERVAL_S",
     "HEARTBEAT_GRACE_S",
@@ -48,10 +48,118 @@ log = logging.getLogger(__name__)
 
 #: seconds after which a journal lock file left unchanged (by a killed worker) is taken over
 JOURNAL_LOCK_GRACE_S = 30
-#: an RDB storage's trials beat this often while they train (:func:`trial_heartbeat`) ...
+#: an RDB storage's trials beat this often while they train (environment: ``LBGAP_HEARTBEAT_S``) ...
 HEARTBEAT_INTERVAL_S = 30
-#: ... and a RUNNING trial without a beat for this long belongs to a dead worker (:func:`retry_dead_trials`)
+#: ... and a RUNNING trial without a beat for this long (3 intervals) belongs to a dead worker
 HEARTBEAT_GRACE_S = 90
+#: times a dead worker's trial is queued again before it stays failed
+MAX_RETRY = 2
+
+
+def _heartbeat_settings() -> tuple[int, int]:
+    import os
+
+    try:
+        interval = int(os.environ.get("LBGAP_HEARTBEAT_S", ""))
+    except ValueError:
+        return HEARTBEAT_INTERVAL_S, HEARTBEAT_GRACE_S
+    return (interval, 3 * interval) if interval > 0 else (HEARTBEAT_INTERVAL_S, HEARTBEAT_GRACE_S)
+
+
+class _BeatingRDBStorage(RDBStorage):
+    """An RDB storage whose RUNNING trials beat while their process lives, and which queues again
+    the trials of dead workers.
+
+    Optuna records heartbeats only inside ``Study.optimize``; lbgap takes trials with ``ask()``.
+    Here every trial this process takes (popped from the queue or created RUNNING) gets a daemon
+    thread that records its heartbeat every interval until the trial is finished; the thread dies
+    with the process, even by ``kill -9``. Each time the trials are read (at most once an
+    interval), RUNNING trials without a beat for the grace period are failed and queued again with
+    their parameters and user attributes (the cell), at most :data:`MAX_RETRY` times.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        import threading
+
+        super().__init__(*args, **kwargs)
+        self._beats: dict[int, Any] = {}
+        self._beats_lock = threading.Lock()
+        self._last_check: dict[int, float] = {}
+
+    # -- beating
+    def create_new_trial(self, study_id: int, template_trial: Optional[FrozenTrial] = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if template_trial is None or template_trial.state == TrialState.RUNNING:
+            self._start_beat(trial_id)
+        return trial_id
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        done = super().set_trial_state_values(trial_id, state, values)
+        if state == TrialState.RUNNING and done:
+            self._start_beat(trial_id)
+        elif state.is_finished():
+            self._stop_beat(trial_id)
+        return done
+
+    def _start_beat(self, trial_id: int) -> None:
+        import threading
+
+        interval = self.get_heartbeat_interval()
+        if not interval:
+            return
+        stop = threading.Event()
+        with self._beats_lock:
+            if trial_id in self._beats:
+                return
+            self._beats[trial_id] = stop
+        self.record_heartbeat(trial_id)
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.record_heartbeat(trial_id)
+                except Exception as exc:  # the server restarting: beat again at the next interval
+                    log.warning("heartbeat of trial id %d not recorded: %s", trial_id, exc)
+
+        threading.Thread(target=beat, name=f"lbgap-heartbeat-{trial_id}", daemon=True).start()
+
+    def _stop_beat(self, trial_id: int) -> None:
+        with self._beats_lock:
+            stop = self._beats.pop(trial_id, None)
+        if stop is not None:
+            stop.set()
+
+    # -- the trials of dead workers
+    def _get_trials(self, study_id: int, *args: Any, **kwargs: Any) -> Any:
+        self._retry_dead(study_id)
+        return super()._get_trials(study_id, *args, **kwargs)
+
+    def _retry_dead(self, study_id: int, force: bool = False) -> None:
+        import time
+
+        interval = self.get_heartbeat_interval() or 0
+        now = time.monotonic()
+        if not force and now - self._last_check.get(study_id, -math.inf) < interval:
+            return
+        self._last_check[study_id] = now
+        for trial_id in self._get_stale_trial_ids(study_id):
+            try:
+                RDBStorage.set_trial_user_attr(self, trial_id, "interrupted", True)
+                if not RDBStorage.set_trial_state_values(self, trial_id, state=TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker failed it first, and queues it
+            dead = self.get_trial(trial_id)
+            history = [*dead.system_attrs.get("retry_history", []), dead.number]
+            log.warning("trial %d (%s) lost its worker", dead.number, dead.user_attrs.get("cell", "?"))
+            if len(history) > MAX_RETRY:
+                continue
+            template = optuna.trial.create_trial(
+                state=TrialState.WAITING, params=dead.params, distributions=dead.distributions,
+                user_attrs=dead.user_attrs,
+                system_attrs={**dead.system_attrs, "failed_trial": dead.number, "retry_history": history},
+            )
+            RDBStorage.create_new_trial(self, study_id, template)
 
 
 def is_embedded(url: Optional[str]) -> bool:
@@ -122,7 +230,7 @@ def check_storage(url: Optional[str]) -> None:
 
 
 def _open_rdb(
-    url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL_S, grace_period: int = HEARTBEAT_GRACE_S
+    url: str, heartbeat_interval: Optional[int] = None, grace_period: Optional[int] = None
 ) -> optuna.storages.BaseStorage:
     import random
     import time
@@ -131,11 +239,14 @@ def _open_rdb(
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
     resolved = resolve_url(url)
+    default_interval, default_grace = _heartbeat_settings()
+    heartbeat_interval = heartbeat_interval or default_interval
+    grace_period = grace_period or default_grace
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         for attempt in range(8):
             try:
-                return RDBStorage(
+                return _BeatingRDBStorage(
                     resolved,
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
@@ -243,47 +354,16 @@ def make_storage(out_dir: Path, url: Optional[str]) -> optuna.storages.BaseStora
     return _open_rdb(url)
 
 
-@contextlib.contextmanager
-def trial_heartbeat(study: optuna.Study, trial: optuna.Trial):
-    """Record heartbeats of ``trial`` while the block runs (an RDB storage with heartbeats; nothing
-    for the embedded journal). Optuna beats only inside ``Study.optimize``; a driver that takes
-    trials with ``ask()`` beats with this, so that :func:`retry_dead_trials` can tell the trial of a
-    worker killed on another machine from one that still trains."""
-    import threading
-
-    storage = study._storage
-    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
-    if not interval:
-        yield
-        return
-    stop = threading.Event()
-    trial_id = trial._trial_id
-
-    def beat() -> None:
-        while True:
-            try:
-                storage.record_heartbeat(trial_id)
-            except Exception as exc:  # the server restarting: beat again at the next interval
-                log.warning("heartbeat of trial %d not recorded: %s", trial.number, exc)
-            if stop.wait(interval):
-                return
-
-    storage.record_heartbeat(trial_id)
-    thread = threading.Thread(target=beat, name=f"lbgap-heartbeat-{trial.number}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
 def retry_dead_trials(study: optuna.Study) -> None:
     """Fail the RUNNING trials whose heartbeat stopped more than the grace period ago (their worker
-    died) and queue each again with the same parameters and user attributes (an RDB storage's
-    :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`); nothing for the embedded journal."""
+    died) and queue each again with the same parameters and user attributes; nothing for the
+    embedded journal. lbgap's RDB storage does this by itself whenever it reads the trials."""
     import warnings
 
+    backend = getattr(study._storage, "_backend", study._storage)
+    if isinstance(backend, _BeatingRDBStorage):
+        backend._retry_dead(study._study_id, force=True)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)

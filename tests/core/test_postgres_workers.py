@@ -80,27 +80,41 @@ def test_the_documented_postgresql_url_works(postgres_url, tmp_path):
     assert s.n_trials == 2
 
 
-def test_the_trial_of_a_dead_worker_is_failed_and_queued_again(postgres_url):
-    """A worker that stops beating (killed on another machine) loses its trial after the grace
-    period; the trial is queued again with its cell, for another worker to take."""
+def test_the_trial_of_a_dead_worker_is_failed_and_queued_again(postgres_url, monkeypatch):
+    """A worker killed with -9 stops beating: after the grace period its trial is failed and queued
+    again with its cell, for another worker to take; a live worker's trial keeps running."""
+    import signal
     import time
 
     from optuna.trial import TrialState
 
-    from lbgap.driver.storage import _open_rdb, retry_dead_trials, trial_heartbeat
+    from lbgap.driver.storage import make_storage
 
-    storage = _open_rdb(postgres_url, heartbeat_interval=1, grace_period=2)
-    ostudy = optuna.create_study(storage=storage, study_name="heartbeats", direction="maximize")
+    monkeypatch.setenv("LBGAP_HEARTBEAT_S", "1")
+    ostudy = optuna.create_study(storage=make_storage(None, postgres_url), study_name="heartbeats",
+                                 direction="maximize")
     ostudy.enqueue_trial({}, user_attrs={"cell": "sb,seed=0"})
     ostudy.enqueue_trial({}, user_attrs={"cell": "lb,seed=0"})
-    alive, dead = ostudy.ask(), ostudy.ask()
-    with trial_heartbeat(ostudy, alive):
-        with trial_heartbeat(ostudy, dead):
-            pass  # one beat, then the worker "dies"
-        time.sleep(3.5)
-        retry_dead_trials(ostudy)
-    states = {t.number: t.state for t in ostudy.get_trials()}
-    assert states[alive.number] == TrialState.RUNNING  # it beat all along
-    assert states[dead.number] == TrialState.FAIL
-    (again,) = [t for t in ostudy.get_trials() if t.state == TrialState.WAITING]
+    alive = ostudy.ask()
+    script = (
+        "import sys, time, optuna\n"
+        "from lbgap.driver.storage import make_storage\n"
+        f"s = optuna.load_study(study_name='heartbeats', storage=make_storage(None, {postgres_url!r}))\n"
+        "t = s.ask(); print(t.user_attrs['cell'], flush=True); time.sleep(600)\n"
+    )
+    env = {**os.environ, "LBGAP_HEARTBEAT_S": "1"}
+    worker = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    assert worker.stdout.readline().strip() == "lb,seed=0"
+    time.sleep(2)
+    assert {t.state for t in ostudy.get_trials()} == {TrialState.RUNNING}  # both beat
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    time.sleep(4.5)  # the grace period (3 intervals) and one more check
+    trials = ostudy.get_trials()
+    by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
+    assert [t.number for t in by_state[TrialState.RUNNING]] == [alive.number]
+    (dead,) = by_state[TrialState.FAIL]
+    assert dead.user_attrs["cell"] == "lb,seed=0" and dead.user_attrs["interrupted"]
+    (again,) = by_state[TrialState.WAITING]
     assert again.user_attrs["cell"] == "lb,seed=0"
+    ostudy.tell(alive, 1.0)
