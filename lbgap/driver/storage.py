@@ -303,10 +303,31 @@ def claim_folder(out_dir: Path):
     return handle
 
 
+def _writer_alive(path: Path) -> bool:
+    """Whether another live process of this machine has the pid that ``.<name>.tmp-<pid>`` names
+    (a writer that shares the folder without its lock, such as a PostgreSQL worker)."""
+    import os
+
+    try:
+        pid = int(path.name.rsplit(".tmp-", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():  # a killed writer of an earlier run (pids repeat in containers)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_temporary_files(out_dir: Path) -> int:
     """Remove the partial files (``.<name>.tmp-<pid>``) that writers killed mid-write left in
     ``out_dir``, ``trials/``, ``measured/`` and each trial's folder of ``weights/``; return how
-    many. Call it only while holding the folder (:func:`claim_folder`): then no writer is alive."""
+    many. Call it while holding the folder (:func:`claim_folder`); a file whose pid is that of another
+    live process of this machine is left alone."""
     from ..results.trialfile import is_temporary
 
     out_dir = Path(out_dir)
@@ -319,7 +340,7 @@ def remove_temporary_files(out_dir: Path) -> int:
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            if is_temporary(path) and path.is_file():
+            if is_temporary(path) and path.is_file() and not _writer_alive(path):
                 log.info("removing %s, left by an interrupted writer", path)
                 path.unlink(missing_ok=True)
                 n += 1

@@ -106,16 +106,23 @@ def test_a_run_waits_for_no_measurement(finished, reg):
 
 
 def test_partial_files_of_a_killed_writer_are_removed_on_the_next_start(tmp_path):
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a writer that is gone
+    pid = dead.pid
     (tmp_path / "trials").mkdir()
     (tmp_path / "weights" / "sb,seed=0").mkdir(parents=True)
     (tmp_path / "measured").mkdir()
     partial = [
-        tmp_path / ".results.nc.tmp-4242",
-        tmp_path / "trials" / ".sb,seed=0.nc.tmp-4242",
-        tmp_path / "weights" / "sb,seed=0" / ".final.pt.tmp-4242",
-        tmp_path / "measured" / ".x.nc.tmp-4242",
+        tmp_path / f".results.nc.tmp-{pid}",
+        tmp_path / "trials" / f".sb,seed=0.nc.tmp-{pid}",
+        tmp_path / "weights" / "sb,seed=0" / f".final.pt.tmp-{pid}",
+        tmp_path / "measured" / f".x.nc.tmp-{pid}",
+        tmp_path / "trials" / f".lb,seed=0.nc.tmp-{os.getpid()}",  # pids repeat in containers
     ]
-    kept = [tmp_path / "results.nc", tmp_path / "trials" / "sb,seed=0.nc", tmp_path / "weights" / "sb,seed=0" / "final.pt"]
+    kept = [tmp_path / "results.nc", tmp_path / "trials" / "sb,seed=0.nc", tmp_path / "weights" / "sb,seed=0" / "final.pt",
+            tmp_path / "trials" / f".xl,seed=0.nc.tmp-{os.getppid()}"]  # a live writer (a PostgreSQL worker)
     for p in partial + kept:
         p.write_bytes(b"x")
     claim_folder(tmp_path).close()
