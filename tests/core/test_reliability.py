@@ -76,6 +76,28 @@ def test_measured_variables_survive_a_resume(finished, reg):
     assert sum("lbgap measure" in line and "minimizer_distance" in line for line in history) == 1
 
 
+def test_a_measurement_killed_before_results_nc_is_rewritten_is_kept(reg, tmp_path, monkeypatch):
+    """Killed after its variables are kept in measured/ and before results.nc is rewritten: the
+    next rebuild (a resume) has them."""
+    import lbgap.measure as measure_mod
+
+    out = tmp_path / "out"
+    run_study(_study(reg, tmp_path), out, device="cpu")
+
+    def killed(*_a, **_k):
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(measure_mod, "write_atomic", killed)
+        with pytest.raises(SystemExit):
+            measure_study(out, [{"name": "minimizer_distance"}], reference_variant="sb", registry=reg)
+    with xr.open_dataset(out / "results.nc") as ds:
+        assert "distance_to_reference" not in ds
+    run_study(_study(reg, tmp_path), out, device="cpu")
+    with xr.open_dataset(out / "results.nc") as ds:
+        assert "distance_to_reference" in ds and "lbgap measure" in ds.attrs["history"]
+
+
 def test_measure_refuses_a_busy_folder(finished, reg):
     lock = claim_folder(finished)
     try:
