@@ -654,5 +654,57 @@ def measure(
     out.print(f"updated {out_dir / 'results.nc'}: {', '.join(sorted(ds.data_vars))}")
 
 
+@app.command("dashboard")
+def dashboard(
+    out_dir: Path = typer.Argument(..., help="A study's output folder (it holds study.json)."),
+    port: int = typer.Option(8080, "--port", "-p", min=1, max=65535, help="The port to listen on."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="The address to listen on (the default: this machine only; the dashboard "
+        "has no login, so expose it with care)."
+    ),
+    storage: Optional[str] = typer.Option(
+        None, help="An Optuna storage URL instead of the folder's (a run with --storage records its URL)."
+    ),
+) -> None:
+    """Open a study's Optuna storage in optuna-dashboard (the `dashboard` extra:
+    pip install 'lbgap[dashboard]').
+
+    The Optuna study of a lbgap study is named <study>-<first 12 hex digits of the spec hash>;
+    its storage is the folder's optuna.journal, or the PostgreSQL URL the run was given.
+    """
+    try:
+        from optuna_dashboard import run_server
+    except ImportError as exc:
+        err.print(
+            "[red]error:[/] optuna-dashboard is not installed; install lbgap's `dashboard` extra: "
+            f"pip install 'lbgap\\[dashboard]' (or pip install optuna-dashboard) ({escape(str(exc))})",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_USAGE) from None
+    meta_path = out_dir / "study.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        err.print(f"[red]error:[/] {escape(str(out_dir))} is not a study folder (no readable study.json)", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    from ..driver.storage import make_storage
+
+    url = storage or meta.get("storage")
+    name = f"{meta.get('study', '?')}-{str(meta.get('spec_sha256', ''))[:12]}"
+    where = url.split("@")[-1] if url else str(out_dir / "optuna.journal")  # no password in the output
+    store = make_storage(out_dir, url)
+    out.print(
+        f"optuna-dashboard on http://{host}:{port}/ for the Optuna study {name} ({where}); Ctrl-C stops it",
+        markup=False, highlight=False,
+    )
+    try:
+        run_server(store, host=host, port=port)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot serve on {escape(host)}:{port}: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 def main() -> None:
     app()
