@@ -118,3 +118,47 @@ def test_the_trial_of_a_dead_worker_is_failed_and_queued_again(postgres_url, mon
     (again,) = by_state[TrialState.WAITING]
     assert again.user_attrs["cell"] == "lb,seed=0"
     ostudy.tell(alive, 1.0)
+
+
+@pytest.mark.slow  # four workers training on a real server: a minute or more
+def test_four_workers_survive_a_killed_worker_and_a_server_restart(postgres_url, tmp_path):
+    """Four workers on one study; one is killed -9 mid-trial and the server restarts mid-study.
+    The dead worker's trial is retried by another (heartbeats), a worker whose query the restart
+    cut ends with the error, and a last run finishes: every cell has exactly one result."""
+    import signal
+    import time
+
+    from optuna.trial import TrialState
+
+    (tmp_path / "s.yaml").write_text(STUDY.replace("epochs: 3", "epochs: 25").replace("study: workers", "study: faults"))
+    args = ["s.yaml", "--out", "shared", "--no-report", "--device", "cpu", "--storage", postgres_url]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LBGAP_HEARTBEAT_S": "2"}  # grace 6 s: longer than a restart
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "lbgap", "study", "run", *args], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def trials() -> list:
+        storage = optuna.storages.RDBStorage(postgres_url)
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith("faults-")]
+        return optuna.load_study(study_name=names[0], storage=storage).trials if names else []
+
+    workers = [start() for _ in range(4)]
+    deadline = time.time() + 300
+    while time.time() < deadline and sum(t.state == TrialState.RUNNING for t in trials()) < 4:
+        time.sleep(0.2)
+    os.kill(workers[0].pid, signal.SIGKILL)
+    time.sleep(1.0)
+    postgres_url.restart()
+    outs = [w.communicate(timeout=600) for w in workers[1:]]
+    workers[0].wait()
+    final = start()  # what a user does once the workers have ended: run (resume) the study again
+    out, err = final.communicate(timeout=600)
+    assert final.returncode == 0, err + "\n".join(e for _o, e in outs)
+    assert (tmp_path / "shared" / "results.nc").exists()
+    done = [t for t in trials() if t.state == TrialState.COMPLETE]
+    cells = [t.user_attrs["cell"] for t in done]
+    assert sorted(cells) == sorted(set(cells)) and len(cells) == 8, cells  # one result per cell
+    assert len(list((tmp_path / "shared" / "trials").glob("*.nc"))) == 8
+    ds = xr.open_dataset(tmp_path / "shared" / "results.nc")
+    assert (ds["status"].values == "completed").all()
