@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..driver.dryrun import CheckResult, DryRunReport, metric_names
+from ..driver.dryrun import CheckResult, DryRunReport, format_bytes, metric_names
 
 __all__ = ["print_dry_run", "format_duration"]
 
@@ -53,7 +56,9 @@ def _row(r: CheckResult, search: bool, cuda: bool) -> list[str]:
     return row
 
 
-def print_dry_run(report: DryRunReport, out: Console, err: Console, threads: int, jobs: int = 1) -> None:
+def print_dry_run(
+    report: DryRunReport, out: Console, err: Console, threads: int, jobs: int = 1, out_dir: Optional[Path] = None
+) -> None:
     """The table on ``out``; errors (one line each, the variants named) on ``err``. ``jobs``:
     the worker processes the run would use (``--jobs``), for the estimate of the whole study."""
     search = report.search_trials is not None
@@ -123,8 +128,17 @@ def print_dry_run(report: DryRunReport, out: Console, err: Console, threads: int
             )
         elif jobs > 1:
             lines.append(f"--jobs {jobs} does not apply: a search trains one trial at a time.")
+    disk = report.disk_estimate()
+    if disk is not None:
+        lines.append(
+            f"Disk: about {format_bytes(disk.total)} written ({format_bytes(disk.weights)} in {disk.weights_files} "
+            f"weights files, {format_bytes(disk.trial_files)} of trial files, {format_bytes(disk.results)} results.nc)."
+        )
     for line in lines:
         out.print(escape(line), highlight=False)
+    warning = report.disk_warning(out_dir) if out_dir is not None and disk is not None else None
+    if warning:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
     # one line per distinct error, naming every configuration that hit it
     grouped: dict[tuple[str, str], list[str]] = {}
@@ -202,6 +216,7 @@ def dry_run_json(report: DryRunReport, threads: int, jobs: int = 1) -> dict:
             report.study_seconds(jobs)[0] if total is not None and jobs > 1 and not search else None
         ),
         "vectorized_groups": [{"size": size, "step_ratio": factor} for size, factor in report.groups.values()],
+        "disk_bytes": report.disk_bytes,
         "metrics_not_measured": metric_names(report.study),
         "results": rows,
     }

@@ -142,10 +142,10 @@ def _run(
                 nproc=nproc, jobs=jobs, threads=threads, vectorize=vectorize,
             )
     except (StudyFolderError, FolderBusyError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
     except ValueError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted:[/] finished trials are kept; continue with `lbgap study resume {out_dir}`")
@@ -247,7 +247,7 @@ def study_run(
             err.print("[yellow]note:[/] --dry-run trains in one process; --nproc is ignored")
         _dry_run(
             study, device, steps or 2, threads, jobs, storage, nproc, vectorize.value if vectorize is not None else None,
-            as_json=as_json,
+            as_json=as_json, out_dir=out_dir or Path("runs") / study.name,
         )
         return
     _run(
@@ -258,7 +258,7 @@ def study_run(
 
 def _dry_run(
     study, device: str, steps: int, threads: int, jobs: Optional[int] = None, storage: Optional[str] = None,
-    nproc: int = 1, vectorize: Optional[str] = None, as_json: bool = False,
+    nproc: int = 1, vectorize: Optional[str] = None, as_json: bool = False, out_dir: Optional[Path] = None,
 ) -> None:
     from rich.markup import escape
 
@@ -271,7 +271,7 @@ def _dry_run(
         if jobs is None:  # a search trains one trial at a time: no note unless --jobs was asked for
             jobs = 1 if study.search is not None else default_jobs(device, threads=threads, storage=storage, nproc=nproc)
     except ValueError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
     # the engine's warnings (a diverged loss, a batch larger than the data) are in the report
     logging.getLogger("lbgap.engine.train").setLevel(logging.ERROR)
@@ -290,7 +290,7 @@ def _dry_run(
 
         sys.stdout.write(json.dumps(dry_run_json(report, threads, jobs), indent=2, default=str) + "\n")
     else:
-        print_dry_run(report, out, err, threads, jobs=jobs)
+        print_dry_run(report, out, err, threads, jobs=jobs, out_dir=out_dir)
     if report.failed:
         raise typer.Exit(EXIT_USAGE)
 
@@ -649,7 +649,7 @@ def measure(
             ds = measure_study(out_dir, items, reference_variant=reference_variant, variants=variant,
                                device=device, registry=_registry(), progress=lambda m: status.update(m))
     except MeasureError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
     out.print(f"updated {out_dir / 'results.nc'}: {', '.join(sorted(ds.data_vars))}")
 

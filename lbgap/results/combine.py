@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+import shlex
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -218,7 +219,8 @@ def study_attrs(study: Any, registry: Any, device: str, extra: Optional[dict[str
         "Conventions": "CF-1.11",
         "title": study.header.description or study.name,
         "source": f"lbgap {__version__}",
-        "history": f"{now}: lbgap study run {study.file}",
+        "history": f"{now}: lbgap study run "
+        + " ".join(shlex.quote(str(a)) for a in (study.file, *getattr(study, "overrides", ()))),
         "references": study.header.reproduces,
         "lbgap_study": study.name,
         "lbgap_spec_json": spec_json,
