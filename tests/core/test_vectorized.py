@@ -49,6 +49,11 @@ variants:
     grad_clip: null
   longer:
     epochs: 5
+  regime_adapted:
+    batch_size: 80
+    regime:
+      - {name: lr_scaling, rule: sqrt, reference_batch: 40}
+      - {name: regime_adaptation, reference_batch: 40}
   stop:
     stopping: [{name: train_loss_below, eps: 2.2}]
 seeds: [0, 1, 2]
@@ -110,6 +115,14 @@ def test_members_that_stop_early_or_train_longer(study):
     group = _group(study, pairs)
     assert group[0].status == "stopped" and len(group[0].history["train_loss"]) < 3
     assert len(group[1].history["train_loss"]) == 5 and len(group[2].history["train_loss"]) == 3
+    for (variant, seed), outcome in zip(pairs, group, strict=True):
+        _assert_same(outcome, _sequential(study, variant, seed))
+
+
+def test_a_regime_adapted_member_trains_longer_beside_others(study):
+    pairs = [("regime_adapted", 0), ("regime_adapted", 1)]
+    group = _group(study, pairs)
+    assert len(group[0].history["train_loss"]) == 6  # 3 epochs × 80/40
     for (variant, seed), outcome in zip(pairs, group, strict=True):
         _assert_same(outcome, _sequential(study, variant, seed))
 

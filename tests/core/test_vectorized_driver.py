@@ -128,3 +128,25 @@ def test_dry_run_times_the_groups_a_run_would_form():
     alone = dry_run(study, device=torch.device("cpu"), steps=2, vectorize="off")
     assert not alone.groups and len(alone._queued_trial_seconds()) == 9
     assert len(report._queued_trial_seconds()) == 2  # two units: the two groups
+
+
+def test_plugins_that_do_not_declare_support_train_alone(toy_registry, tmp_path):
+    import torch
+
+    text = """\
+study: undeclared
+base:
+  dataset: {name: blobs, n_train: 64, n_test: 32}
+  model: {name: tiny_mlp, width: 8}
+  optimizer: {name: sgd, lr: 0.1}
+  batch_size: 32
+  epochs: 2
+seeds: [0, 1, 2]
+"""
+    study = load_study_text(text, "undeclared.yaml", toy_registry)
+    planner = GroupPlanner(study, torch.device("cpu"))
+    assert all(planner.key(c) is None for c in study.cells())  # tiny_mlp says nothing: one at a time
+    events = _Events()
+    summary = run_study(study, tmp_path, device="cpu", jobs=1, reporter=events)
+    assert summary.results is not None
+    assert [what for what, _ in events.log] == ["start", "end"] * 3
