@@ -15,22 +15,7 @@ See ``docs/batch-science.md``.
 
 from __future__ import annotations
 
-from .critical_batch import (
-    REGIMES,
-    CriticalBatchFit,
-    examples_model,
-    fit_critical_batch,
-    regime_bounds,
-    regime_of,
-    steps_model,
-)
+from . import critical_batch
+from .critical_batch import *  # noqa: F403  (the fit's public names, listed once in critical_batch.__all__)
 
-__all__ = [
-    "REGIMES",
-    "CriticalBatchFit",
-    "examples_model",
-    "fit_critical_batch",
-    "regime_bounds",
-    "regime_of",
-    "steps_model",
-]
+__all__ = list(critical_batch.__all__)
