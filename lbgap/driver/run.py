@@ -540,18 +540,39 @@ def _run_grid(
     else:
         trained, failed, diverged = _grid_loop(study, plan, runner, ostudy, max_trials)
     results = None
-    all_done = all(runner.trial_path(c.key).exists() for c in cells)
-    if all_done:
+    missing = {c.key for c in cells if not runner.trial_path(c.key).exists()}
+    reasons = _failure_reasons(ostudy, missing & set(failed))
+    # every cell finished, or the only ones left raised an error in this run: combine what there is,
+    # so the finished trials can be looked at while the failures are fixed (the exit status says so);
+    # a trial lost with its worker, or not trained yet, is not a failure: the study is unfinished
+    if not missing or missing <= set(reasons):
         dims = ["variant", *study.grid_paths, "seed"]
         shape = [len(study.variants), *(len(v) for v in study.grid_values.values()), len(study.seeds)]
         attrs = study_attrs(study, study.registry, str(runner.device))
+        if missing:
+            attrs["lbgap_failed_trials"] = json.dumps(sorted(missing))
         results = runner.out_dir / "results.nc"
         # rebuilt from the trial files, with the variables `lbgap measure` added (kept in measured/)
         combine_grid(
             {c.key: runner.trial_path(c.key) for c in cells}, cells, dims, shape, attrs, results,
-            measured_from=runner.out_dir,
+            measured_from=runner.out_dir, failed=reasons,
         )
     return RunSummary(runner.out_dir, results, trained, len(done), failed, diverged)
+
+
+def _failure_reasons(ostudy: optuna.Study, keys: set[str]) -> dict[str, str]:
+    """The error that each of the cells ``keys`` raised, from its latest failed Optuna trial;
+    cells whose latest trial was interrupted (a lost worker, a kill) are left out."""
+    reasons: dict[str, str] = {}
+    for t in sorted(ostudy.get_trials(deepcopy=False, states=(TrialState.FAIL,)), key=lambda t: t.number):
+        key = t.user_attrs.get("cell")
+        if key in keys:
+            error = t.user_attrs.get("error")
+            if error is not None and not t.user_attrs.get("interrupted"):
+                reasons[key] = str(error)
+            else:
+                reasons.pop(key, None)
+    return reasons
 
 
 @dataclass

@@ -131,6 +131,8 @@ def _fmt_general(m: tuple[float, float, int]) -> str:
 def _band(ax, x: np.ndarray, y: np.ndarray, label: str, color) -> None:
     """Mean line and min–max band over seeds (y: [seed, epoch]) at the evaluated epochs; a seed
     that stopped early counts with its final value."""
+    if np.size(y) == 0 or not np.isfinite(y).any():
+        return  # nothing to draw: every run of this arm failed
     x, mean, lo, hi = band_over_runs(x, y)
     ax.plot(x, mean, label=label, color=color)
     ax.fill_between(x, lo, hi, alpha=0.2, color=color, linewidth=0)

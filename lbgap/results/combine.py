@@ -90,8 +90,11 @@ def _strings_as_objects(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def _placeholder(coords: dict[str, Any]) -> xr.Dataset:
-    ds = xr.Dataset({"status": xr.Variable((), "missing")}, coords={"epoch": ("epoch", np.array([1], dtype=np.int64))})
+def _placeholder(coords: dict[str, Any], status: str = "missing", reason: str = "") -> xr.Dataset:
+    variables = {"status": xr.Variable((), status)}
+    if reason:
+        variables["status_reason"] = xr.Variable((), reason)
+    ds = xr.Dataset(variables, coords={"epoch": ("epoch", np.array([1], dtype=np.int64))})
     return _strings_as_objects(ds.assign_coords({k: coord_value(v) for k, v in coords.items()}))
 
 
@@ -119,8 +122,12 @@ def combine_grid(
     attrs: dict[str, Any],
     out: Path,
     measured_from: Optional[Path] = None,
+    failed: Optional[dict[str, str]] = None,
 ) -> xr.Dataset:
     """Combine the files of ``cells`` (in variant × grid × seed order).
+
+    ``failed``: cells without a file that failed (key → reason); their values are NaN with
+    ``status = "failed"`` and the reason in ``status_reason``.
 
     ``measured_from``: a study's output folder whose ``measured/`` variables (``lbgap measure``)
     are merged in (:func:`~lbgap.results.measured.merge_measured`), so a rebuilt ``results.nc``
@@ -131,6 +138,8 @@ def combine_grid(
         coords = {"variant": cell.variant, **dict(cell.point), "seed": cell.seed}
         path = trial_paths.get(cell.key)
         ds = _open_checked(path, damaged) if path is not None and path.exists() else None
+        if ds is None and failed and cell.key in failed:
+            ds = _placeholder(coords, "failed", failed[cell.key])
         datasets.append(ds if ds is not None else _placeholder(coords))
     if damaged:
         raise DamagedTrialFiles(damaged)

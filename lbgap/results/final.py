@@ -28,6 +28,8 @@ def hold_final(values: np.ndarray) -> np.ndarray:
     finite value (epochs ``eval.every`` skipped) stay NaN.
     """
     held = np.array(values, dtype=np.float64, copy=True)
+    if held.size == 0:  # no run or no epoch (a study arm whose trials all failed)
+        return held
     rows = held.reshape(-1, held.shape[-1])  # a view: held is a fresh C-contiguous array
     for row in rows:
         finite = np.flatnonzero(np.isfinite(row))

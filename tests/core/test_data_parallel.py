@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import xarray as xr
 
 STUDY = """\
@@ -96,6 +97,7 @@ search:
 """
 
 
+@pytest.mark.slow  # torchrun for every trial of a search: about 30 s
 def test_a_search_without_pruner_trains_its_trials_data_parallel(tmp_path):
     (tmp_path / "s.yaml").write_text(SEARCH)
     single = _run(tmp_path, "single")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from lbgap.driver.groups import GroupPlanner
 from lbgap.driver.run import run_study
 from lbgap.registry import get_registry
@@ -93,6 +95,7 @@ def test_grouped_workers_equal_one_at_a_time(tmp_path):
     assert_same_results(alone.results, workers.results)
 
 
+@pytest.mark.slow  # two lbgap processes and a reference run: about 30 s
 def test_kill_during_a_group_then_resume(tmp_path):
     spec = tmp_path / "vec_driver.yaml"
     spec.write_text(SPEC.replace("epochs: 3", "epochs: 40").replace("seeds: [0, 1, 2]", "seeds: [0, 1]"))
