@@ -64,14 +64,19 @@ def run_group(
     with deterministic(members[0].cfg.deterministic):
         runs = [_start(m, p, registry, device) for m, p in zip(members, parts, strict=True)]
         try:
-            for run in runs:  # each member's hooks skip the other members' plugin objects
-                run.others = [obj for other in runs if other is not run for obj in other.objects]
-                begin_training(run)
+            _begin_members(runs)
             _train(runs, members, outcomes, on_done)
         finally:
             for run in runs:
                 run.close()
     return [o for o in outcomes if o is not None]
+
+
+def _begin_members(runs: list[TrialRun]) -> None:
+    """Start every member's training; each member's hooks skip the other members' plugin objects."""
+    for run in runs:
+        run.others = [obj for other in runs if other is not run for obj in other.objects]
+        begin_training(run)
 
 
 def _start(m: Member, parts: Parts, registry: Registry, device: torch.device) -> TrialRun:
@@ -161,9 +166,7 @@ def time_group_step(members: list[Member], *, registry: Registry, device: torch.
     group = StackedModel([p.model for p in parts])
     runs = [_start(m, p, registry, device) for m, p in zip(members, parts, strict=True)]
     try:
-        for run in runs:
-            run.others = [obj for other in runs if other is not run for obj in other.objects]
-            begin_training(run)
+        _begin_members(runs)
         group.train()
         perms = [epoch_order(r) for r in runs]
         sums = [EpochSums.zeros(r.trial.device) for r in runs]
