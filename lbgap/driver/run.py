@@ -294,16 +294,12 @@ class _GridPlan:
 
 def planned_epochs(study: Study, cell: Cell) -> int:
     """The epochs ``cell`` trains after its regime plugins (regime adaptation lengthens training)."""
-    from ..plan import TrainingPlan
+    from ..engine.parts import build_plan
 
-    cfg = cell.config
-    plan = TrainingPlan(batch_size=cfg.batch_size, lr=cfg.optimizer.lr, epochs=cfg.epochs)
     try:
-        for regime_cfg in cfg.regime:
-            plan = study.registry.build("regime", regime_cfg)(plan)
+        return build_plan(cell.config, study.registry).epochs
     except Exception:  # the trial itself will report a bad regime
-        return cfg.epochs
-    return plan.epochs
+        return cell.config.epochs
 
 
 def queue_order(
