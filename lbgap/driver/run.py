@@ -24,7 +24,8 @@ import torch
 from optuna.trial import TrialState
 
 from ..engine.group import Member, NotStackable, run_group
-from ..engine.train import StopTrial, TrialOutcome, run_trial
+from ..engine.train import run_trial
+from ..outcome import StopTrial, TrialOutcome
 from ..results import (
     combine_grid,
     combine_search,

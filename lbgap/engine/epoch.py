@@ -22,7 +22,7 @@ from ..schedule import Progress
 from ..seeds import EVAL_STREAM, RANK_STRIDE, VALIDATION_STREAM, seeded_generator
 from ..trial import TrialContext
 from .evaluate import evaluate
-from .outcome import StopTrial, TrialOutcome
+from ..outcome import StopTrial, TrialOutcome
 from .parts import Parts
 from .step import StepSettings, StepState
 from .target import TargetTracker

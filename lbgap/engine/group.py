@@ -23,7 +23,7 @@ import torch
 from ..registry import Registry
 from ..trial import TrialContext
 from .epoch import EpochSums, TrialRun, end_epoch, finish_trial
-from .outcome import TrialOutcome
+from ..outcome import TrialOutcome
 from .parts import Parts, build_parts
 from .stacked import NotStackable, StackedModel
 from .step import apply_update

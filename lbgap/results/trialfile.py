@@ -16,7 +16,7 @@ import xarray as xr
 from .attrs import variable_attrs
 
 if TYPE_CHECKING:  # pragma: no cover - results do not depend on the engine at run time
-    from ..engine.outcome import TrialOutcome
+    from ..outcome import TrialOutcome
 
 __all__ = [
     "trial_dataset",

@@ -344,7 +344,7 @@ class _NormPlugin:
 def _outcome(key: str, seed: int, norms: list[float]):
     import torch
 
-    from lbgap.engine.outcome import TrialOutcome
+    from lbgap.outcome import TrialOutcome
     from lbgap.plan import TrainingPlan
 
     history = {

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..plan import TrainingPlan
+from .plan import TrainingPlan
 
 __all__ = ["TrialOutcome", "StopTrial"]
 
