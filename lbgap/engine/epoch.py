@@ -17,12 +17,12 @@ from typing import Any, Optional
 import torch
 
 from ..metric import MeasureContext
+from ..outcome import StopTrial, TrialOutcome
 from ..provenance import VariableSources, hook_label, plugin_label, variable_attrs_of
 from ..schedule import Progress
 from ..seeds import EVAL_STREAM, RANK_STRIDE, VALIDATION_STREAM, seeded_generator
 from ..trial import TrialContext
 from .evaluate import evaluate
-from ..outcome import StopTrial, TrialOutcome
 from .parts import Parts
 from .step import StepSettings, StepState
 from .target import TargetTracker

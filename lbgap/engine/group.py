@@ -20,10 +20,10 @@ from typing import Any, Optional
 
 import torch
 
+from ..outcome import TrialOutcome
 from ..registry import Registry
 from ..trial import TrialContext
 from .epoch import EpochSums, TrialRun, end_epoch, finish_trial
-from ..outcome import TrialOutcome
 from .parts import Parts, build_parts
 from .stacked import NotStackable, StackedModel
 from .step import apply_update

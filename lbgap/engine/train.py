@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 import torch
 
+from ..outcome import StopTrial, TrialOutcome
 from ..registry import Registry
 from ..schedule import Progress
 from ..seeds import (
@@ -42,7 +43,6 @@ from ..seeds import (
 from ..trial import TrialContext
 from .epoch import EpochSums, TrialRun, clone_state, cut_short, end_epoch, finish_trial, weight_distance
 from .evaluate import loss_function
-from ..outcome import StopTrial, TrialOutcome
 from .parts import Parts, build_parts
 from .step import StepSettings, StepState, train_step
 from .target import TargetTracker
