@@ -12,6 +12,13 @@ gradient noise scale ``B_simple`` as vertical lines, and the three regimes of
 Each artist carries a ``gid`` (``"fit"``, ``"perfect_scaling"``, ``"s_min"``,
 ``"b_crit"``, ``"b_simple"``, ``"measured"``, ``"trials"``, ``"regime:<name>"``)
 so scripts and tests can find it.
+
+:func:`draw_examples_steps` and :func:`examples_steps_figure` draw McCandlish
+et al.'s trade-off itself: examples to target against steps to target, the
+hyperbola ``(S/S_min − 1)(E/E_min − 1) = 1`` of the fit with its asymptotes
+``S_min`` and ``E_min``, the point ``(2 S_min, 2 E_min)`` of ``B = B_crit`` and
+the measured (S, E) of each batch size (gids ``"fit"``, ``"s_min"``,
+``"e_min"``, ``"b_crit"``, ``"measured"``).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from .critical_batch import REGIMES, CriticalBatchFit  # noqa: E402
 
-__all__ = ["draw_steps_to_target", "steps_to_target_figure"]
+__all__ = ["draw_examples_steps", "draw_steps_to_target", "examples_steps_figure", "steps_to_target_figure"]
 
 _REGIME_STYLE = {
     "perfect_scaling": ("tab:green", "perfect scaling"),
@@ -139,6 +146,76 @@ def steps_to_target_figure(
     try:
         draw_steps_to_target(ax, fit, b_simple=b_simple, tolerance=tolerance)
         ax.set_title(title or "Steps to target against batch size")
+        fig.tight_layout()
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def draw_examples_steps(
+    ax: Any,
+    fit: CriticalBatchFit,
+    *,
+    examples: Optional[Any] = None,
+    n_points: int = 200,
+) -> dict[str, Any]:
+    """Draw examples to target against steps to target on ``ax`` (log–log); return the artists by ``gid``.
+
+    ``examples``: the measured examples to target of each of ``fit.batch_sizes`` (same order);
+    ``None``: ``E = S·B`` of the fit's aggregated steps. The curve is the fit's ``(S(B), E(B))``
+    over batch sizes from ``B_crit/1000`` to ``1000·B_crit`` (and the measured range).
+    """
+    e_meas = fit.examples if examples is None else np.asarray(examples, dtype=float)
+    if e_meas.shape != fit.steps.shape:
+        raise ValueError(f"{e_meas.size} examples for {fit.steps.size} batch sizes")
+    lo = min(float(fit.batch_sizes.min()) / 2.0, fit.b_crit / 1e3)
+    hi = max(float(fit.batch_sizes.max()) * 2.0, fit.b_crit * 1e3)
+    b = np.geomspace(lo, hi, n_points)
+    artists: dict[str, Any] = {}
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    (artists["fit"],) = ax.plot(
+        fit.steps_at(b), fit.examples_at(b), "-", color="tab:blue", lw=2, gid="fit",
+        label="fit: $(S/S_{min} - 1)(E/E_{min} - 1) = 1$",
+    )
+    artists["s_min"] = ax.axvline(fit.s_min, color="0.3", ls=":", lw=1, gid="s_min", label=f"$S_{{min}}$={fit.s_min:.3g}")
+    artists["e_min"] = ax.axhline(fit.e_min, color="0.3", ls="--", lw=1, gid="e_min", label=f"$E_{{min}}$={fit.e_min:.3g}")
+    (artists["b_crit"],) = ax.plot(
+        [2.0 * fit.s_min], [2.0 * fit.e_min], "D", color="tab:blue", ms=7, gid="b_crit",
+        label=f"$B = B_{{crit}}$={fit.b_crit:.3g}: $(2S_{{min}}, 2E_{{min}})$",
+    )
+    ok = np.isfinite(e_meas) & (e_meas > 0)
+    (artists["measured"],) = ax.plot(
+        fit.steps[ok], e_meas[ok], "o", color="k", ms=5, gid="measured", label=f"measured ({fit.aggregate})"
+    )
+    for s_b, e_b, bb in zip(fit.steps[ok], e_meas[ok], fit.batch_sizes[ok], strict=True):
+        ax.annotate(f"{bb:g}", (s_b, e_b), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    xs = np.concatenate([fit.steps[ok], [fit.s_min]])
+    ys = np.concatenate([e_meas[ok], [fit.e_min]])
+    ax.set_xlim(float(xs.min()) / 2.0, float(xs.max()) * 2.0)
+    ax.set_ylim(float(ys.min()) / 2.0, float(ys.max()) * 2.0)
+    ax.set_xlabel("steps to target S")
+    ax.set_ylabel("examples to target E")
+    ax.legend(fontsize=7, loc="best")
+    return artists
+
+
+def examples_steps_figure(
+    fit: CriticalBatchFit,
+    path: str | Path,
+    *,
+    examples: Optional[Any] = None,
+    title: Optional[str] = None,
+    dpi: int = 120,
+) -> Path:
+    """Write :func:`draw_examples_steps` as a PNG at ``path``; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    try:
+        draw_examples_steps(ax, fit, examples=examples)
+        ax.set_title(title or "Examples against steps to target (labels: batch size)")
         fig.tight_layout()
         fig.savefig(path, dpi=dpi)
     finally:

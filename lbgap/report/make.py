@@ -1,6 +1,8 @@
 """Learning curves with seed bands, ‖w − w₀‖ against log(step) (Hoffer et al.
-Fig. 2), a table of final accuracies (mean ± std over seeds), and the figures
-of any plugin implementing ``lbgap_report_figures``."""
+Fig. 2), a table of final accuracies (mean ± std over seeds), the critical batch
+size of a study that measured steps to target along batch sizes (McCandlish et
+al. 2018: the fit's table and figures, :mod:`lbgap.analysis.report`), and the
+figures of any plugin implementing ``lbgap_report_figures``."""
 
 from __future__ import annotations
 
@@ -271,6 +273,46 @@ def plugin_figures(ds: xr.Dataset, rep: Path, registry: Any = None) -> tuple[lis
     return figs, failures
 
 
+#: how the critical-batch part is named when it fails
+CRITICAL_BATCH = "critical batch size (lbgap.analysis)"
+
+
+def critical_batch_part(
+    ds: xr.Dataset, rep: Path, n_boot: int = 1000
+) -> tuple[list[tuple[str, Path]], list[str], list[FigureFailure]]:
+    """The critical batch size of a study with ``steps_to_target`` along batch sizes: its figures,
+    the summary's markdown section, and a failure if it raised (drawn on its own, like a
+    plugin's figures: the rest of the report goes on). Nothing when the study has no steps to
+    target along a batch size; a fit that cannot run is one line of the section, not a failure."""
+    figs: list[tuple[str, Path]] = []
+    failures: list[FigureFailure] = []
+
+    def failed(exc: Exception, what: str) -> None:  # the analysis must not lose the report
+        failure = FigureFailure(what, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        log.error("report figures of %s failed: %s", what, failure.reason, exc_info=True)
+        plt.close("all")  # what it left half drawn
+        failures.append(failure)
+
+    try:
+        from ..analysis.report import (
+            critical_batch_analysis,
+            critical_batch_result_figures,
+            critical_batch_summary,
+        )
+
+        results = critical_batch_analysis(ds, n_boot=n_boot)
+        lines = critical_batch_summary(results)
+    except Exception as exc:
+        failed(exc, CRITICAL_BATCH)
+        return figs, [], failures
+    for result in results:  # each variant's figures on their own
+        try:
+            figs += critical_batch_result_figures(result, rep)
+        except Exception as exc:
+            failed(exc, CRITICAL_BATCH if not result.tag else f"{CRITICAL_BATCH} of {result.variant}")
+    return figs, lines, failures
+
+
 def make_report(out_dir: Path) -> Path:
     """Write ``out_dir/report/summary.md`` and PNG figures; return the markdown path.
 
@@ -280,9 +322,11 @@ def make_report(out_dir: Path) -> Path:
     return build_report(out_dir).path
 
 
-def build_report(out_dir: Path, registry: Any = None) -> Report:
+def build_report(out_dir: Path, registry: Any = None, *, critical_batch_boot: int = 1000) -> Report:
     """Write ``out_dir/report/summary.md`` and PNG figures; return where, and which plugins'
-    figures failed."""
+    figures failed (the critical batch size's, :data:`CRITICAL_BATCH`, among them).
+
+    ``critical_batch_boot``: bootstrap replicates of the critical batch size's intervals."""
     out_dir = Path(out_dir)
     with xr.open_dataset(out_dir / "results.nc") as f:
         ds = f.load()
@@ -291,8 +335,11 @@ def build_report(out_dir: Path, registry: Any = None) -> Report:
     figs = _curves(ds, rep)
     if "trial" in ds.dims:
         figs += _search_figures(ds, rep)
-    more, failures = plugin_figures(ds, rep, registry)
+    more, critical_lines, failures = critical_batch_part(ds, rep, critical_batch_boot)
     figs += more
+    more, plugin_failures = plugin_figures(ds, rep, registry)
+    figs += more
+    failures += plugin_failures
     lines = [f"# {ds.attrs.get('lbgap_study', 'study')}", ""]
     if ds.attrs.get("title"):
         lines += [ds.attrs["title"], ""]
@@ -310,6 +357,7 @@ def build_report(out_dir: Path, registry: Any = None) -> Report:
         )
     lines.append("")
     lines += _metric_lines(ds)
+    lines += critical_lines
     if "trial" in ds.dims and "objective" in ds:
         order = np.argsort(-np.nan_to_num(ds["objective"].values, nan=-np.inf))
         if ds.attrs.get("optuna_direction") == "minimize":
