@@ -32,11 +32,10 @@ Groups:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from . import hookimpl
-from .data import BatchTransform, DataInfo, InMemoryData
-from .metric import MeasureContext, Metric, MetricValue
-from .nn import BN_MODES, NoiseSite, batchnorm_layers, bn_eval_mode, noise_sites
-from .plan import TrainingPlan
 from .plugin import (
     DatasetPlugin,
     MetricPlugin,
@@ -49,21 +48,71 @@ from .plugin import (
     SchedulePlugin,
     StoppingPlugin,
 )
-from .results.attrs import CORE_VARIABLES, is_core_variable, variable_attrs
-from .results.final import band_over_runs, final_values, hold_final
-from .schedule import Progress, Schedule, StoppingRule
-from .seeds import (
-    AUGMENT_STREAM,
-    BATCH_ORDER_STREAM,
-    EVAL_STREAM,
-    LOCAL_STREAM,
-    RANK_STRIDE,
-    SEED_STRIDE,
-    TRIAL_STREAM,
-    derive_seed,
-    seeded_generator,
-)
-from .trial import TrialContext
+
+if TYPE_CHECKING:
+    from .data import BatchTransform, DataInfo, InMemoryData
+    from .metric import MeasureContext, Metric, MetricValue
+    from .nn import BN_MODES, NoiseSite, batchnorm_layers, bn_eval_mode, noise_sites
+    from .plan import TrainingPlan
+    from .results.attrs import CORE_VARIABLES, is_core_variable, variable_attrs
+    from .results.final import band_over_runs, final_values, hold_final
+    from .schedule import Progress, Schedule, StoppingRule
+    from .seeds import (
+        AUGMENT_STREAM,
+        BATCH_ORDER_STREAM,
+        EVAL_STREAM,
+        LOCAL_STREAM,
+        RANK_STRIDE,
+        SEED_STRIDE,
+        TRIAL_STREAM,
+        derive_seed,
+        seeded_generator,
+    )
+    from .trial import TrialContext
+
+#: the module defining each of the other names. They are imported on first use (PEP 562), so
+#: that a plugin package's registration and configuration models, which need only the names
+#: above, load without torch, xarray or numpy: ``lbgap study validate`` and ``lbgap plugins
+#: list`` start quickly. The ``TYPE_CHECKING`` imports above name the same modules for type
+#: checkers.
+_LAZY_MODULES: dict[str, tuple[str, ...]] = {
+    ".data": ("BatchTransform", "DataInfo", "InMemoryData"),
+    ".metric": ("MeasureContext", "Metric", "MetricValue"),
+    ".nn": ("BN_MODES", "NoiseSite", "batchnorm_layers", "bn_eval_mode", "noise_sites"),
+    ".plan": ("TrainingPlan",),
+    ".results.attrs": ("CORE_VARIABLES", "is_core_variable", "variable_attrs"),
+    ".results.final": ("band_over_runs", "final_values", "hold_final"),
+    ".schedule": ("Progress", "Schedule", "StoppingRule"),
+    ".seeds": (
+        "AUGMENT_STREAM",
+        "BATCH_ORDER_STREAM",
+        "EVAL_STREAM",
+        "LOCAL_STREAM",
+        "RANK_STRIDE",
+        "SEED_STRIDE",
+        "TRIAL_STREAM",
+        "derive_seed",
+        "seeded_generator",
+    ),
+    ".trial": ("TrialContext",),
+}
+_MODULE_OF = {name: module for module, names in _LAZY_MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a lazily exported name from its module, once (later look-ups find it in globals)."""
+    try:
+        module = _MODULE_OF[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module, __package__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     # hook marker
