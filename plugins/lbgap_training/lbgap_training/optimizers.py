@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field, PositiveFloat, model_validator
 
 from lbgap.api import OptimizerPlugin, PluginConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 class SGDConfig(PluginConfig):
@@ -58,6 +61,8 @@ class AdagradConfig(PluginConfig):
 
 
 def build_sgd(cfg: SGDConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    import torch  # when a trial is built, not when a study is validated
+
     return torch.optim.SGD(
         params,
         lr=cfg.lr,
@@ -69,12 +74,16 @@ def build_sgd(cfg: SGDConfig, params: Iterable[torch.nn.Parameter]) -> torch.opt
 
 
 def build_adam(cfg: AdamConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.Adam(
         params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad
     )
 
 
 def build_adagrad(cfg: AdagradConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.Adagrad(
         params,
         lr=cfg.lr,
