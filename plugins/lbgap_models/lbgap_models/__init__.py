@@ -20,16 +20,27 @@ Every BatchNorm model takes ``norm: batchnorm | ghost | none`` with
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from typing import Any
+
 from lbgap.api import ModelPlugin, hookimpl
 
-from .ghost_batchnorm import GhostBatchNorm, GhostBatchNorm1d, GhostBatchNorm2d
-from .keskar import C1Config, C2Config, C3Config, C4Config, build_deep, build_shallow
-from .mlp import F1Config, F2Config, MLPConfig, build_f1, build_f2, build_mlp
-from .norm import NormSettings, make_norm
-from .resnet import ResNet44Config, WRN16x4Config, build_resnet44, build_wrn16_4
-from .two_layer import TwoLayerReLUConfig, build_two_layer_relu
-from .vgg import VGGConfig, build_vgg
-from .wide_resnet import WRN16Config, build_wrn16
+from .configs import (
+    C1Config,
+    C2Config,
+    C3Config,
+    C4Config,
+    F1Config,
+    F2Config,
+    MLPConfig,
+    NormSettings,
+    ResNet44Config,
+    TwoLayerReLUConfig,
+    VGGConfig,
+    WRN16Config,
+    WRN16x4Config,
+)
 
 __all__ = [
     "GhostBatchNorm",
@@ -42,21 +53,46 @@ __all__ = [
 ]
 
 
+class _Deferred:
+    # A build function of one of this package's modules, imported on its first call: registering
+    # the plugins and validating a study import only the configuration models (.configs), and
+    # torch loads when a network is built. ``__doc__`` is the function's, for `lbgap plugins show`.
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def resolve(self) -> Callable[..., Any]:
+        return getattr(importlib.import_module(f"{__name__}.{self.module}"), self.name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return self.resolve().__doc__
+
+    def __repr__(self) -> str:
+        return f"<build {__name__}.{self.module}.{self.name}>"
+
+
 def model_plugins() -> list[ModelPlugin]:
     """The model plugins of this package."""
+    shallow, deep = _Deferred("keskar", "build_shallow"), _Deferred("keskar", "build_deep")
     return [
-        ModelPlugin(name="mlp", config=MLPConfig, build=build_mlp, vectorizable=True),
-        ModelPlugin(name="f1", config=F1Config, build=build_f1, vectorizable=True),
-        ModelPlugin(name="f2", config=F2Config, build=build_f2, vectorizable=True),
-        ModelPlugin(name="c1", config=C1Config, build=build_shallow),
-        ModelPlugin(name="c3", config=C3Config, build=build_shallow),
-        ModelPlugin(name="c2", config=C2Config, build=build_deep),
-        ModelPlugin(name="c4", config=C4Config, build=build_deep),
-        ModelPlugin(name="resnet44", config=ResNet44Config, build=build_resnet44),
-        ModelPlugin(name="wrn16_4", config=WRN16x4Config, build=build_wrn16_4),
-        ModelPlugin(name="vgg", config=VGGConfig, build=build_vgg),
-        ModelPlugin(name="wrn16", config=WRN16Config, build=build_wrn16),
-        ModelPlugin(name="two_layer_relu", config=TwoLayerReLUConfig, build=build_two_layer_relu),
+        ModelPlugin(name="mlp", config=MLPConfig, build=_Deferred("mlp", "build_mlp"), vectorizable=True),
+        ModelPlugin(name="f1", config=F1Config, build=_Deferred("mlp", "build_f1"), vectorizable=True),
+        ModelPlugin(name="f2", config=F2Config, build=_Deferred("mlp", "build_f2"), vectorizable=True),
+        ModelPlugin(name="c1", config=C1Config, build=shallow),
+        ModelPlugin(name="c3", config=C3Config, build=shallow),
+        ModelPlugin(name="c2", config=C2Config, build=deep),
+        ModelPlugin(name="c4", config=C4Config, build=deep),
+        ModelPlugin(name="resnet44", config=ResNet44Config, build=_Deferred("resnet", "build_resnet44")),
+        ModelPlugin(name="wrn16_4", config=WRN16x4Config, build=_Deferred("resnet", "build_wrn16_4")),
+        ModelPlugin(name="vgg", config=VGGConfig, build=_Deferred("vgg", "build_vgg")),
+        ModelPlugin(name="wrn16", config=WRN16Config, build=_Deferred("wide_resnet", "build_wrn16")),
+        ModelPlugin(
+            name="two_layer_relu", config=TwoLayerReLUConfig, build=_Deferred("two_layer", "build_two_layer_relu")
+        ),
     ]
 
 
@@ -64,3 +100,18 @@ def model_plugins() -> list[ModelPlugin]:
 def lbgap_register_models() -> list[ModelPlugin]:
     """Register the networks of this package."""
     return model_plugins()
+
+
+#: the torch-based names this package exports, imported on first use (PEP 562)
+_LAZY = {
+    "GhostBatchNorm": "ghost_batchnorm",
+    "GhostBatchNorm1d": "ghost_batchnorm",
+    "GhostBatchNorm2d": "ghost_batchnorm",
+    "make_norm": "norm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

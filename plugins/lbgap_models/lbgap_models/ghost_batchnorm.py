@@ -57,11 +57,13 @@ Evaluation
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .configs import GhostLayout, MomentumPolicy
 
 __all__ = [
     "GhostBatchNorm",
@@ -72,9 +74,7 @@ __all__ = [
     "GhostLayout",
 ]
 
-MomentumPolicy = Literal["per_ghost", "scaled", "mean"]
 MOMENTUM_POLICIES: tuple[str, ...] = ("per_ghost", "scaled", "mean")
-GhostLayout = Literal["contiguous", "strided"]
 
 
 class GhostBatchNorm(nn.modules.batchnorm._BatchNorm):

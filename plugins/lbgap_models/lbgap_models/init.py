@@ -17,14 +17,14 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import nn
 
+from .configs import InitScheme
+
 __all__ = ["InitScheme", "apply_init"]
 
-InitScheme = Literal["torch_default", "glorot_uniform", "he_normal_fan_out"]
 
 _BN = nn.modules.batchnorm._BatchNorm
 

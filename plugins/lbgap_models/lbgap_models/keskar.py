@@ -35,67 +35,19 @@ to the loss: the networks return logits.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from lbgap.api import DataInfo
 
-from .init import InitScheme, apply_init
-from .norm import NormSettings, norm_from_settings
+from .configs import C1Config, C2Config, C3Config, C4Config
+from .init import apply_init
+from .norm import norm_from_settings
 
 __all__ = ["C1Config", "C3Config", "C2Config", "C4Config", "build_shallow", "build_deep"]
-
-KERAS_BN_MOMENTUM = 0.01
-"""Keras ``momentum=0.99`` (weight of the old running value) as a PyTorch momentum."""
-KERAS_BN_EPS = 1e-3
-
-_SHALLOW_DEFAULTS: dict[str, dict[str, Any]] = {
-    "keskar_keras": {"bn_momentum": KERAS_BN_MOMENTUM, "bn_eps": KERAS_BN_EPS, "init": "glorot_uniform"},
-    "hoffer": {"bn_momentum": 0.1, "bn_eps": 1e-5, "init": "torch_default"},
-}
 
 
 def _ceil_half(size: int) -> int:
     return (size + 1) // 2
-
-
-class C1Config(NormSettings):
-    """Keskar's C1 (CIFAR-10 shallow conv, Keras shallownet): 2×[conv 64@5×5, BN, ReLU, pool] → 384 → 192.
-
-    ``bn_momentum``, ``bn_eps`` and ``init`` default per ``variant`` when omitted.
-    Keskar evaluated with batch statistics (Keras BN mode=2): use ``eval.bn_mode: batch``.
-    """
-
-    variant: Literal["keskar_keras", "hoffer"] = "keskar_keras"
-    """keskar_keras: Keskar's Keras shallownet (1,757,834 parameters on CIFAR-10); hoffer: Hoffer's
-    cifar_shallow port (no biases before BN, pool before BN, 1,388,490 parameters)."""
-    dense_dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    """Dropout probability after each of the two hidden dense layers (paper: 0.5)."""
-    bn_momentum: float = Field(KERAS_BN_MOMENTUM, gt=0.0, le=1.0)
-    """PyTorch BatchNorm momentum. If omitted: 0.01 for keskar_keras (Keras momentum 0.99), 0.1 for hoffer."""
-    bn_eps: float = Field(KERAS_BN_EPS, gt=0.0)
-    """BatchNorm epsilon. If omitted: 1e-3 for keskar_keras (Keras 1.2 default), 1e-5 for hoffer."""
-    init: InitScheme = "glorot_uniform"
-    """Weight initialisation. If omitted: glorot_uniform for keskar_keras (Keras 1 default), torch_default
-    for hoffer."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _variant_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            variant = data.get("variant", "keskar_keras")
-            defaults = _SHALLOW_DEFAULTS.get(variant, {})
-            data = {**defaults, **data}
-        return data
-
-
-class C3Config(C1Config):
-    """Keskar's C3 (CIFAR-100): the C1 network with 100 outputs (the output size follows the data set).
-
-    ``bn_momentum``, ``bn_eps`` and ``init`` default per ``variant`` when omitted.
-    """
 
 
 def build_shallow(cfg: C1Config, *, info: DataInfo) -> nn.Module:
@@ -135,32 +87,6 @@ def build_shallow(cfg: C1Config, *, info: DataInfo) -> nn.Module:
 
 #: Keskar's deepnet: (width, convs) per stack
 DEEPNET_STACKS: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
-
-
-class C2Config(NormSettings):
-    """Keskar's C2 (CIFAR-10 deep conv, Keras deepnet): VGG-16-style BN+dropout stacks → 512 → classes.
-
-    Keskar evaluated with batch statistics (Keras BN mode=2): use ``eval.bn_mode: batch``.
-    """
-
-    first_conv_dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    """Dropout after the first conv of the first (64-channel) stack (Keras deepnet: 0.3)."""
-    conv_dropout: float = Field(0.4, ge=0.0, lt=1.0)
-    """Dropout after every other conv not followed by a pool (Keras deepnet: 0.4)."""
-    dense_dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    """Dropout before and after the hidden dense layer (Keras deepnet: 0.5)."""
-    dense_width: PositiveInt = 512
-    """Width of the hidden dense layer."""
-    bn_momentum: float = Field(KERAS_BN_MOMENTUM, gt=0.0, le=1.0)
-    """PyTorch BatchNorm momentum (0.01 = Keras momentum 0.99)."""
-    bn_eps: float = Field(KERAS_BN_EPS, gt=0.0)
-    """BatchNorm epsilon (Keras 1.2 default 1e-3)."""
-    init: InitScheme = "glorot_uniform"
-    """Weight initialisation (Keras 1 default: Glorot-uniform weights, zero biases)."""
-
-
-class C4Config(C2Config):
-    """Keskar's C4 (CIFAR-100): the C2 network with 100 outputs (the output size follows the data set)."""
 
 
 def build_deep(cfg: C2Config, *, info: DataInfo) -> nn.Module:

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
-from pydantic import Field, PositiveInt
 from torch import nn
 
 from lbgap.api import DataInfo, NoiseSite
 
-from .init import InitScheme, apply_init
-from .norm import NormKind, NormSettings, norm_from_settings
+from .configs import Activation, F1Config, F2Config, MLPConfig, NormSettings, _FixedMLPConfig
+from .init import apply_init
+from .norm import norm_from_settings
 
 __all__ = ["MLPConfig", "F1Config", "F2Config", "build_mlp", "build_f1", "build_f2", "make_mlp"]
 
-Activation = Literal["relu", "tanh"]
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
@@ -55,53 +53,6 @@ def make_mlp(
         width = h
     layers.append(nn.Linear(width, out_features, bias=bias))
     return nn.Sequential(*layers)
-
-
-class MLPConfig(NormSettings):
-    """Multilayer perceptron: flatten → [Linear → norm → activation → dropout] × L → Linear.
-
-    Weights use PyTorch's default initialisation unless ``init`` says otherwise.
-    """
-
-    hidden: list[PositiveInt] = [512, 512, 512]
-    """Widths of the hidden layers (an empty list gives a linear model)."""
-    norm: NormKind = "none"
-    """Normalisation after each hidden Linear: none, batchnorm or ghost (ghost batch norm)."""
-    activation: Activation = "relu"
-    """Hidden activation."""
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Dropout probability after each hidden activation (0: no dropout layer)."""
-    bias: bool = True
-    """Linear layers have biases."""
-    init: InitScheme = "torch_default"
-    """Weight initialisation: torch_default (kaiming_uniform a=√5, i.e. U(±1/√fan_in), biases U(±1/√fan_in)),
-    glorot_uniform (Keras 1: Glorot-uniform weights, zero biases) or he_normal_fan_out (convolutions only;
-    Linear layers keep the PyTorch default)."""
-    noise_sites: bool = False
-    """Place a lbgap.nn.NoiseSite before each hidden activation (pre-activation noise injection)."""
-
-
-class _FixedMLPConfig(NormSettings):
-    """Fields of the fixed Keskar MLPs (F1, F2)."""
-
-    init: InitScheme = "torch_default"
-    """Weight initialisation (Keskar released no F1/F2 code; Hoffer's mnist_f1 uses the PyTorch default)."""
-    noise_sites: bool = False
-    """Place a lbgap.nn.NoiseSite before each hidden ReLU."""
-
-
-class F1Config(_FixedMLPConfig):
-    """Keskar's F1 (MNIST): 784 → 5×[Linear 512 → BN → ReLU] → 10; 1,462,794 parameters.
-
-    Hoffer's ``mnist_f1`` is the same network; BatchNorm defaults are PyTorch's (momentum 0.1, eps 1e-5).
-    """
-
-
-class F2Config(_FixedMLPConfig):
-    """Keskar's F2 (TIMIT): 360 → 7×[Linear 512 → BN → ReLU] → 1973; 2,780,085 parameters.
-
-    Keskar released no F2 code; layer order and BatchNorm defaults follow F1 (Hoffer's mnist_f1).
-    """
 
 
 def _in_features(info: DataInfo) -> int:

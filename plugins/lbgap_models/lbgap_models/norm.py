@@ -7,18 +7,12 @@ can replace BatchNorm in any of them from a study file (``norm: ghost``).
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, PositiveFloat, PositiveInt
 from torch import nn
 
-from lbgap.api import PluginConfig
-
-from .ghost_batchnorm import GhostBatchNorm1d, GhostBatchNorm2d, GhostLayout, MomentumPolicy
+from .configs import GhostLayout, MomentumPolicy, NormKind, NormSettings
+from .ghost_batchnorm import GhostBatchNorm1d, GhostBatchNorm2d
 
 __all__ = ["NormKind", "NormSettings", "make_norm", "norm_from_settings"]
-
-NormKind = Literal["batchnorm", "ghost", "none"]
 
 
 def make_norm(
@@ -67,27 +61,6 @@ def make_norm(
             momentum=momentum,
         )
     raise ValueError(f"unknown norm kind {kind!r}; expected batchnorm, ghost or none")
-
-
-class NormSettings(PluginConfig):
-    """Normalisation fields shared by the BatchNorm models (not a plugin)."""
-
-    norm: NormKind = "batchnorm"
-    """Normalisation after each hidden linear/conv layer: batchnorm, ghost (ghost batch norm) or none."""
-    ghost_size: PositiveInt = 128
-    """Samples per ghost batch when norm=ghost (Hoffer's --mini-batch-size default, 128)."""
-    momentum_policy: MomentumPolicy = "per_ghost"
-    """Running-statistics update of ghost batch norm: per_ghost (Hoffer's code: one EMA update per ghost
-    batch, momentum unscaled), scaled (composer: momentum/number of ghosts per update) or mean (one update
-    with the mean ghost statistics)."""
-    ghost_layout: GhostLayout = "contiguous"
-    """Which rows of a batch form ghost batch l when norm=ghost: contiguous (Hoffer's chunks: rows
-    l·g … (l+1)·g−1) or strided (rows l, l+G, l+2G, …; the same random partition for a shuffled batch,
-    and no copies, so as fast as plain BatchNorm)."""
-    bn_momentum: float = Field(0.1, gt=0.0, le=1.0)
-    """PyTorch BatchNorm momentum: weight of the new statistics in the running average (PyTorch default)."""
-    bn_eps: PositiveFloat = 1e-5
-    """BatchNorm epsilon added to the variance (PyTorch default)."""
 
 
 def norm_from_settings(cfg: NormSettings, channels: int, dims: int) -> nn.Module:

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from lbgap.api import DataInfo
 
-from .init import InitScheme, apply_init
-from .norm import NormSettings, norm_from_settings
+from .configs import InitScheme, NormSettings, ResNet44Config, WRN16x4Config
+from .init import apply_init
+from .norm import norm_from_settings
 
 __all__ = [
     "ResNet44Config",
@@ -95,32 +95,6 @@ class ResNetCifar(nn.Module):
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(self.avgpool(x).flatten(1))
-
-
-class ResNet44Config(NormSettings):
-    """Hoffer's ResNet44 for CIFAR (post-activation BasicBlocks, 16/32/64 channels); 661,338 parameters.
-
-    From eladhoffer/bigBatch models/resnet.py (ResNet_cifar10); BatchNorm at the PyTorch defaults.
-    """
-
-    depth: PositiveInt = Field(44, ge=8)
-    """Depth; blocks per stage n = int((depth − 2)/6) (44 → 7)."""
-    init: InitScheme = "he_normal_fan_out"
-    """Initialisation (Hoffer's init_model: conv N(0, 2/(k²·out)), BN γ=1 β=0, Linear PyTorch default)."""
-
-
-class WRN16x4Config(NormSettings):
-    """Hoffer's WResNet16-4 (post-activation ResNet-cifar ×4 width: 64/128/256, 2 blocks per stage).
-
-    From eladhoffer/bigBatch models/wide_resnet.py (wide_WResNet); 2,800,804 parameters on CIFAR-100.
-    """
-
-    depth: PositiveInt = Field(16, ge=8)
-    """Depth as the code names it; blocks per stage n = int((depth − 2)/6) (16 → 2)."""
-    multiplier: PositiveInt = 4
-    """Width multiplier k: stage widths 16k, 32k, 64k."""
-    init: InitScheme = "he_normal_fan_out"
-    """Initialisation (Hoffer's init_model: conv N(0, 2/(k²·out)), BN γ=1 β=0, Linear PyTorch default)."""
 
 
 def resnet_cifar(

@@ -22,13 +22,13 @@ against its text (peers.md §3.6); the defaults below are documented choices.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
 
 import torch
-from pydantic import PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
-from lbgap.api import DataInfo, NoiseSite, PluginConfig
+from lbgap.api import DataInfo, NoiseSite
+
+from .configs import TwoLayerReLUConfig
 
 __all__ = ["TwoLayerReLUConfig", "TwoLayerReLU", "build_two_layer_relu"]
 
@@ -80,27 +80,6 @@ class TwoLayerReLU(nn.Module):
         if self.binary_logit:
             return torch.cat([torch.zeros_like(out), out], dim=1)
         return out
-
-
-class TwoLayerReLUConfig(PluginConfig):
-    """Li/Wei/Ma two-layer ReLU net uᵀ relu(Ux), no biases, N(0, τ0²) first layer, noise site before the ReLU.
-
-    Binary data sets get the logits [0, N(x)] so that cross-entropy is the logistic loss.
-    """
-
-    width: PositiveInt = 100
-    """Hidden width m (the paper's value could not be checked; peers.md §3.6)."""
-    tau0: Optional[PositiveFloat] = None
-    """Standard deviation of the first-layer entries U_ij ~ N(0, τ0²); null: 1/√d (d = input dimension)."""
-    u_init: Literal["random_sign", "gaussian"] = "random_sign"
-    """Second layer u: random_sign (each entry ±u_scale with probability ½) or gaussian (N(0, u_scale²))."""
-    u_scale: Optional[PositiveFloat] = None
-    """Scale of the second-layer entries; null: 1/√m."""
-    train_second_layer: bool = False
-    """Train u as well (false: u is a fixed buffer, as in the paper's analysis, which trains U only)."""
-    output: Literal["auto", "binary_logit", "per_class"] = "auto"
-    """binary_logit: one output N(x) returned as logits [0, N(x)] (needs 2 classes); per_class: u has one
-    column per class; auto: binary_logit for 2 classes, else per_class."""
 
 
 def build_two_layer_relu(cfg: TwoLayerReLUConfig, *, info: DataInfo) -> nn.Module:

@@ -15,15 +15,15 @@ with BN has 33,646,666 parameters for 10 classes.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Union
 
-from pydantic import Field, PositiveInt
 from torch import nn
 
 from lbgap.api import DataInfo
 
-from .init import InitScheme, apply_init
-from .norm import NormSettings, norm_from_settings
+from .configs import VGGConfig
+from .init import apply_init
+from .norm import norm_from_settings
 
 __all__ = ["VGGConfig", "VGG_STACKS", "build_vgg"]
 
@@ -36,24 +36,6 @@ VGG_STACKS: dict[int, list[Union[int, str]]] = {
     19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
 # fmt: on
-
-
-class VGGConfig(NormSettings):
-    """VGG-11/13/16/19 with BatchNorm for CIFAR (Hoffer et al. Table 1 "VGG"; convNet.pytorch layout).
-
-    Default: VGG-16-BN with a 4096-4096 dropout classifier, PyTorch default initialisation.
-    """
-
-    depth: Literal[11, 13, 16, 19] = 16
-    """VGG configuration: 11 (A), 13 (B), 16 (D) or 19 (E)."""
-    classifier_hidden: list[PositiveInt] = [4096, 4096]
-    """Widths of the hidden classifier layers (Linear → ReLU → Dropout each); [] for a single Linear."""
-    classifier_dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    """Dropout after each hidden classifier layer (convNet.pytorch: 0.5)."""
-    conv_bias: bool = True
-    """Convolutions have biases (as torchvision's and convNet.pytorch's VGG)."""
-    init: InitScheme = "torch_default"
-    """Initialisation (convNet.pytorch's CIFAR VGG keeps the PyTorch default)."""
 
 
 def build_vgg(cfg: VGGConfig, *, info: DataInfo) -> nn.Module:

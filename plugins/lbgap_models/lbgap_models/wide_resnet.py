@@ -25,15 +25,13 @@ Linear bias 0, Linear weight at the PyTorch default. WRN-16-10 (the default,
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, PositiveInt, field_validator
 from torch import Tensor, nn
 
 from lbgap.api import DataInfo, NoiseSite
 
+from .configs import NormSettings, WRN16Config
 from .init import apply_init
-from .norm import NormSettings, norm_from_settings
+from .norm import norm_from_settings
 
 __all__ = ["WRN16Config", "PreActWideResNet", "build_wrn16"]
 
@@ -102,30 +100,6 @@ class PreActWideResNet(nn.Module):
         out = self.block3(self.block2(self.block1(self.conv1(x))))
         out = self.relu(self.noise(self.bn1(out)))
         return self.fc(self.avgpool(out).flatten(1))
-
-
-class WRN16Config(NormSettings):
-    """Li/Wei/Ma's pre-activation WideResNet-16 (widen factor 10 by default) with pre-activation noise sites.
-
-    From cwein3/large-lr-code models/wideresnet.py; 17,116,634 parameters for 10 classes (WRN-16-10).
-    """
-
-    depth: PositiveInt = 16
-    """Depth 6n + 4 (n blocks per stage); 16 → 2 blocks."""
-    widen_factor: PositiveInt = 10
-    """Width multiplier: stage widths 16w, 32w, 64w (the authors' wideresnet16 default is 10)."""
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Dropout between the two convs of each block (authors: 0, or 0.4 with reg_type=dropout)."""
-    init: Literal["he_normal_fan_out", "torch_default"] = "he_normal_fan_out"
-    """he_normal_fan_out (the authors'): conv N(0, 2/(k²·out)), BN γ=1 β=0, Linear bias 0 and weight at
-    the PyTorch default; torch_default: PyTorch's initialisation throughout."""
-
-    @field_validator("depth")
-    @classmethod
-    def _depth_6n_plus_4(cls, v: int) -> int:
-        if (v - 4) % 6 != 0 or v < 10:
-            raise ValueError("depth must be 6n + 4 with n ≥ 1 (10, 16, 22, 28, ...)")
-        return v
 
 
 def build_wrn16(cfg: WRN16Config, *, info: DataInfo) -> nn.Module:
