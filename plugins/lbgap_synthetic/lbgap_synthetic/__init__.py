@@ -22,6 +22,10 @@ forms, trajectory plot) and :mod:`.plots` (accuracy per component).
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from typing import Any
+
 from lbgap.api import (
     DatasetPlugin,
     MetricPlugin,
@@ -33,15 +37,9 @@ from lbgap.api import (
 )
 
 from .coefficients import LinearCoefficientsConfig, build_linear_coefficients
-from .convex_plugin import (
-    ConvexRegressionConfig,
-    LinearRegressionConfig,
-    build_convex_regression,
-    build_linear_regression,
-)
+from .configs import ConvexRegressionConfig, LinearRegressionConfig, PQSyntheticConfig
 from .gradient_noise import GradientNoiseConfig, build_gradient_noise
 from .loss_switch import LossSwitchConfig, TrainLossBelowConfig, build_loss_switch, build_train_loss_below
-from .pq_plugin import PQSyntheticConfig, build_pq_synthetic
 from .preactivation_noise import PreactivationNoiseConfig, build_preactivation_noise
 
 __all__ = [
@@ -55,17 +53,44 @@ __all__ = [
 ]
 
 
+class _Deferred:
+    # A build function of one of this package's torch modules, imported on its first call:
+    # registering the plugins and validating a study do not load torch. ``__doc__`` is the
+    # function's, for `lbgap plugins show`.
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def resolve(self) -> Callable[..., Any]:
+        return getattr(importlib.import_module(f"{__name__}.{self.module}"), self.name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return self.resolve().__doc__
+
+    def __repr__(self) -> str:
+        return f"<build {__name__}.{self.module}.{self.name}>"
+
+
 @hookimpl
 def lbgap_register_datasets():
     return [
-        DatasetPlugin(name="pq_synthetic", config=PQSyntheticConfig, build=build_pq_synthetic),
-        DatasetPlugin(name="convex_regression", config=ConvexRegressionConfig, build=build_convex_regression),
+        DatasetPlugin(name="pq_synthetic", config=PQSyntheticConfig, build=_Deferred("pq_plugin", "build_pq_synthetic")),
+        DatasetPlugin(
+            name="convex_regression",
+            config=ConvexRegressionConfig,
+            build=_Deferred("convex_plugin", "build_convex_regression"),
+        ),
     ]
 
 
 @hookimpl
 def lbgap_register_models():
-    return [ModelPlugin(name="linear_regression", config=LinearRegressionConfig, build=build_linear_regression)]
+    build = _Deferred("convex_plugin", "build_linear_regression")
+    return [ModelPlugin(name="linear_regression", config=LinearRegressionConfig, build=build)]
 
 
 @hookimpl

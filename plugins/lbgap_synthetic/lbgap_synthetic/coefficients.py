@@ -11,12 +11,16 @@ model has one). It reads the single ``nn.Linear`` layer of the model (for
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import PositiveInt
-from torch import nn
 
-from lbgap.api import MeasureContext, PluginConfig
+from lbgap.api import PluginConfig
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from lbgap.api import MeasureContext
 
 __all__ = ["LinearCoefficientsConfig", "LinearCoefficients", "build_linear_coefficients", "coefficient_names"]
 
@@ -32,6 +36,8 @@ class LinearCoefficientsConfig(PluginConfig):
 
 
 def _linear_layer(model: nn.Module) -> nn.Linear:
+    from torch import nn  # imported when the metric runs, not when a study is validated
+
     layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if len(layers) != 1 or layers[0].out_features != 1:
         raise ValueError(

@@ -13,13 +13,14 @@ population loss ``L_D(β) = ‖β − β*‖²/2``. Train with full-batch SGD
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
 from torch import nn
 
-from lbgap.api import DataInfo, InMemoryData, PluginConfig
+from lbgap.api import DataInfo, InMemoryData
+
+from .configs import ConvexRegressionConfig, LinearRegressionConfig
 
 __all__ = [
     "ConvexRegressionConfig",
@@ -28,41 +29,6 @@ __all__ = [
     "LinearRegression",
     "build_linear_regression",
 ]
-
-
-class ConvexRegressionConfig(PluginConfig):
-    """Undersampled 2-D linear regression (the 2020 report's convex example, §4)."""
-
-    design: Literal["paper_counts", "basis_random", "gaussian"] = "paper_counts"
-    """``paper_counts``: ``counts`` copies of e1 and e2 (report §4.2, train loss
-    2/3 (β1−β1*)² + 1/3 (β2−β2*)²); ``basis_random``: ``n_train`` points drawn uniformly from
-    {e1, e2}; ``gaussian``: ``n_train`` points from N(0, I₂) (report §4.3: 10 examples)."""
-
-    counts: tuple[NonNegativeInt, NonNegativeInt] = (2, 1)
-    """Copies of e1 and e2 in the ``paper_counts`` training set. [report §4.2: n = 3, two samples
-    share a point; the report's text names (0, 1) as the repeated point but its loss puts weight 2/3
-    on β1, i.e. on e1 = (1, 0), which is what is used here]"""
-
-    n_train: PositiveInt = 10
-    """Training points for ``basis_random`` and ``gaussian``. [report §4.3: 10]"""
-
-    n_test: PositiveInt = 10000
-    """Test points for ``gaussian`` (for the basis designs the test set is {e1, e2}, exact)."""
-
-    beta_star: tuple[float, float] = (1.0, 1.0)
-    """Ground truth β*. [report: symbol only]"""
-
-    noise_std: NonNegativeFloat = 0.0
-    """Standard deviation of Gaussian noise on the training targets (report: none)."""
-
-    data_seed: Optional[int] = None
-    """Seed of the random designs; None uses the trial seed."""
-
-    @model_validator(mode="after")
-    def _check(self) -> ConvexRegressionConfig:
-        if self.design == "paper_counts" and sum(self.counts) == 0:
-            raise ValueError("counts must contain at least one point")
-        return self
 
 
 def build_convex_regression(cfg: ConvexRegressionConfig, *, seed: int, device: torch.device) -> InMemoryData:
@@ -96,20 +62,6 @@ def build_convex_regression(cfg: ConvexRegressionConfig, *, seed: int, device: t
         description=f"2-D linear regression (report §4): {what}, beta*={cfg.beta_star}, noise={cfg.noise_std}",
     )
     return data.to(device)
-
-
-class LinearRegressionConfig(PluginConfig):
-    """Linear model ŷ = ⟨β, x⟩ (+ b), started at zero (the convex example's GD from 0)."""
-
-    bias: bool = False
-    """Add an intercept. [report: none]"""
-
-    init: Literal["zeros", "default"] = "zeros"
-    """``zeros``: β = 0 (report: "gradient descent ... starting at β = 0"); ``default``: PyTorch's
-    ``nn.Linear`` initialisation."""
-
-    outputs: Optional[PositiveInt] = Field(None)
-    """Number of outputs; None = 1, returned as shape ``[batch]`` to match float targets ``[batch]``."""
 
 
 class LinearRegression(nn.Module):

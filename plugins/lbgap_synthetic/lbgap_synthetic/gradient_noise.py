@@ -14,14 +14,16 @@ clipping and the step), drawing from ``trial.generator``.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
 from pydantic import NonNegativeFloat
 
 from lbgap.api import hookimpl
 
 from .noise_level import NoiseDecayConfig, NoiseLevel
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["GradientNoiseConfig", "GradientNoise", "build_gradient_noise"]
 
@@ -72,6 +74,8 @@ class GradientNoise:
         std = self.level.current(trial)
         if std == 0.0:
             return
+        import torch  # imported when a trial trains, not when a study is validated
+
         gen = trial.generator
         for _, p in self._params:
             g = p.grad

@@ -26,14 +26,18 @@ shared spatial map.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
-import torch
 from pydantic import NonNegativeFloat
 
-from lbgap.api import NoiseSite, hookimpl, noise_sites
+from lbgap.api import hookimpl
 
 from .noise_level import NoiseDecayConfig, NoiseLevel
+
+if TYPE_CHECKING:
+    import torch
+
+    from lbgap.api import NoiseSite
 
 __all__ = ["PreactivationNoiseConfig", "PreactivationNoise", "build_preactivation_noise", "noise_shape"]
 
@@ -87,6 +91,8 @@ class PreactivationNoise:
         self._sites: list[NoiseSite] = []
 
     def _make_noise_fn(self, trial: Any):
+        import torch  # imported when a trial trains, not when a study is validated
+
         sharing = self.cfg.sharing
         level = self.level
 
@@ -101,6 +107,8 @@ class PreactivationNoise:
 
     @hookimpl
     def lbgap_trial_start(self, trial: Any) -> None:
+        from lbgap.api import noise_sites
+
         self.level.reset()
         sites = noise_sites(trial.model)
         if not sites:
