@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import TYPE_CHECKING, Literal, Optional, Union
 
-import torch
 from pydantic import Field, PositiveInt
 
 from lbgap.api import PluginConfig
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "DATA_ENV_VAR",
@@ -76,6 +78,8 @@ def subset_indices(
     ValueError
         If ``n > n_total``.
     """
+    import torch  # imported when a data set is built, not when a study is validated
+
     if n is None:
         return None
     if n > n_total:

@@ -8,31 +8,16 @@ it the data set for quick tests and examples. Pixel values 0..16 are divided by
 from __future__ import annotations
 
 import functools
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from lbgap.api import InMemoryData, PluginConfig
+from lbgap.api import InMemoryData
 
-from .common import DataSeed, resolve_seed
+from .common import resolve_seed
+from .configs import DigitsConfig
 
 __all__ = ["DigitsConfig", "build_digits", "split_digits"]
-
-
-class DigitsConfig(PluginConfig):
-    """scikit-learn's 8×8 digits (1,797 images, 10 classes), seeded train/test split; inputs [64] or [1, 8, 8]."""
-
-    test_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
-    """Fraction of the images held out as the test split."""
-    split_seed: DataSeed = 0
-    """Seed of the train/test split; ``"trial"`` draws a different split per trial seed. The
-    default fixed seed keeps the data the same across trial seeds."""
-    stratify: bool = True
-    """Keep the class proportions equal in both splits (scikit-learn's ``stratify=y``)."""
-    shape: Literal["flat", "image"] = "flat"
-    """Input shape: ``flat`` [64] for MLPs or ``image`` [1, 8, 8] for convolutions."""
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,14 +10,16 @@ before normalising as torchvision pipelines do.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional
+from typing import TYPE_CHECKING, ClassVar, Literal, Optional
 
-import torch
 from pydantic import Field, NonNegativeInt, model_validator
 
-from lbgap.api import BatchTransform, PluginConfig
+from lbgap.api import PluginConfig
 
-from .transforms import Compose, RandomHorizontalFlip, RandomPadCrop, channel_view
+if TYPE_CHECKING:
+    import torch
+
+    from lbgap.api import BatchTransform
 
 __all__ = [
     "NormalizationOptions",
@@ -127,6 +129,10 @@ def images_to_float(
     images: torch.Tensor, options: NormalizationOptions, device: torch.device
 ) -> torch.Tensor:
     """``uint8`` images ``[N, C, H, W]`` → normalised ``float32`` on ``device`` (one conversion)."""
+    import torch  # this and the transforms load when a data set is built, not when a study is validated
+
+    from .transforms import channel_view
+
     x = images.to(device).to(torch.float32).div_(255.0)
     stats = options.mean_std()
     if stats is None:
@@ -138,6 +144,8 @@ def images_to_float(
 
 def augmentation_transform(options: ImageOptions) -> Optional[BatchTransform]:
     """The train transform for the augmentation settings (on normalised images), or ``None``."""
+    from .transforms import Compose, RandomHorizontalFlip, RandomPadCrop
+
     steps: list[BatchTransform] = []
     if options.pad_crop:
         stats = options.mean_std()

@@ -16,69 +16,16 @@ from __future__ import annotations
 
 import functools
 import random
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from lbgap.api import InMemoryData, PluginConfig
+from lbgap.api import InMemoryData
 
-from .common import DataSeed, resolve_seed
+from .common import resolve_seed
+from .configs import MNIST1DConfig
 
 __all__ = ["MNIST1DConfig", "build_mnist1d", "generate_mnist1d"]
-
-
-class MNIST1DConfig(PluginConfig):
-    """MNIST-1D (Greydanus 2020), generated offline by the mnist1d package; inputs [40] (or [1, 40]).
-
-    Defaults are ``mnist1d.data.get_dataset_args()``: 5000 samples, 80% train (4000 train /
-    1000 test), seed 42.
-    """
-
-    num_samples: PositiveInt = 5000
-    """Samples generated in total (train + test); ``num_samples // 10`` per class are made, so the
-    total is rounded down to a multiple of 10. Package default 5000."""
-    train_split: float = Field(default=0.8, gt=0.0, lt=1.0)
-    """Fraction of the samples in the training split (package default 0.8)."""
-    data_seed: DataSeed = 42
-    """Seed of the generator (package default 42). Independent of the trial seed: the data set is
-    the same across trial seeds unless set to ``"trial"``."""
-    template_len: PositiveInt = 12
-    """Dilation length term: a padded template is resampled to ``template_len + padding[1]`` points
-    (package default 12, the length of the package's templates)."""
-    padding: tuple[NonNegativeInt, NonNegativeInt] = (36, 60)
-    """Range of zero padding appended to a template before dilation (package default [36, 60])."""
-    scale_coeff: float = Field(default=0.4, ge=0.0)
-    """Amplitude scaling: multiply by ``1 + scale_coeff * (U - 0.5)`` (package default 0.4)."""
-    max_translation: PositiveInt = 48
-    """Circular translation by up to this many steps (package default 48)."""
-    corr_noise_scale: float = Field(default=0.25, ge=0.0)
-    """Scale of the correlated (Gaussian-filtered) background noise (package default 0.25)."""
-    iid_noise_scale: float = Field(default=2e-2, ge=0.0)
-    """Scale of the i.i.d. Gaussian noise (package default 0.02)."""
-    shear_scale: float = Field(default=0.75, ge=0.0)
-    """Scale of the random linear shear (package default 0.75)."""
-    shuffle_seq: bool = False
-    """Permute the 40 positions with one fixed random permutation (package default false)."""
-    final_seq_length: PositiveInt = 40
-    """Length of each generated signal (package default 40)."""
-    standardize: bool = False
-    """Additionally standardise every position with the training split's mean and standard
-    deviation. (The package already centres and scales the whole array to mean 0, std 1.)"""
-    shape: Literal["flat", "channel"] = "flat"
-    """Input shape: ``flat`` [40] for MLPs, ``channel`` [1, 40] for 1-D convolutions."""
-
-    @model_validator(mode="after")
-    def _check(self) -> MNIST1DConfig:
-        if self.padding[0] > self.padding[1]:
-            raise ValueError("padding must be (low, high) with low <= high")
-        if self.num_samples < 10:
-            raise ValueError("num_samples must be at least 10 (one per class)")
-        n_train = int((self.num_samples // 10) * 10 * self.train_split)
-        if n_train == 0 or n_train == (self.num_samples // 10) * 10:
-            raise ValueError("train_split leaves an empty train or test split")
-        return self
 
 
 @functools.lru_cache(maxsize=16)

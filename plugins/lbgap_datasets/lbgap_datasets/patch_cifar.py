@@ -65,18 +65,16 @@ by the fixed mask.
 from __future__ import annotations
 
 import logging
-from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from lbgap.api import InMemoryData
 
-from .common import DataSeed, data_root, describe_subset, resolve_seed, subset_indices
-from .image_options import NormalizationOptions, images_to_float
+from .common import data_root, describe_subset, resolve_seed, subset_indices
+from .configs import IMAGE_SIZE, PatchCIFAR10Config, patch_start
+from .image_options import images_to_float
 from .torchvision_files import load_cifar_split
-from .torchvision_sets import CIFAR10_PRESETS, FileOptions
 
 __all__ = [
     "PatchCIFAR10Config",
@@ -90,72 +88,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_SIZE = 32
 NUM_CLASSES = 10
-
-
-class PatchCIFAR10Config(FileOptions, NormalizationOptions):
-    """CIFAR-10 with Li, Wei & Ma (2019)'s 7x7 class patches (20% clean / 16% patch-only / 64% both).
-
-    Every default is the value in the authors' ``train_patches.py``/``data_util.py``. Groups
-    ``clean``, ``mixed``, ``patched``, ``patch_only`` give per-epoch test accuracies.
-    """
-
-    PRESETS: ClassVar = CIFAR10_PRESETS
-    CHANNELS: ClassVar[int] = 3
-
-    normalization: Literal["dataset", "imagenet", "half", "none", "custom"] = "dataset"
-    """Normalisation applied before the patch is written; ``dataset`` is the authors'
-    (125.3, 123.0, 113.9)/255 and (63.0, 62.1, 66.7)/255."""
-    verify_md5: bool = True
-    """Check the CIFAR-10 batch files against torchvision's md5 sums (the official files pass)."""
-    patch_size: PositiveInt = Field(default=7, le=IMAGE_SIZE)
-    """Side of the square patch in pixels (authors: 7)."""
-    z_scale: float = Field(default=1.25, ge=0.0)
-    """Scale of the shared pattern ``z = z_scale · randn(3, p, p)`` (authors: 1.25)."""
-    patch_sep: float = Field(default=0.1, gt=0.0)
-    """Half-width of the class patterns ``ζ ~ U[-patch_sep, patch_sep]`` (authors: 0.1)."""
-    num_patterns: PositiveInt = 1
-    """Patterns per class; one is chosen uniformly at each load (authors: 1)."""
-    patch_only_prob: float = Field(default=0.2, ge=0.0, le=1.0)
-    """Probability that a patched image is replaced by the patch alone (authors: 0.2)."""
-    patch_only_scale: float = Field(default=1.75, ge=0.0)
-    """Patch-only images use ``z + s · patch_only_scale · U(0,1) · ζ`` (authors: 1.75)."""
-    patch_loc: Literal["center", "corner"] = "center"
-    """Patch location: ``center`` starts at ``int(16 - patch_size/2)`` (12), ``corner`` at 0
-    (authors: center)."""
-    prop_augment: float = Field(default=0.8, ge=0.0, le=1.0)
-    """Fraction of train (and test) images that carry a patch; the set is fixed (authors: 0.8)."""
-    data_seed: DataSeed = 2
-    """Seed of the patterns, of the fixed patched sets, of the probe labels and of any draws made at
-    build (authors: ``--seed 2``). Independent of the trial seed unless ``"trial"``; the per-load
-    draws of training come from the trial's generator."""
-    resample_train: bool = True
-    """Redraw sign, pattern and kind of every patched training image at each load (the authors'
-    per-epoch draws). ``false`` draws them once at build."""
-    resample_test: bool = True
-    """Redraw the ``mixed`` and ``patch_only`` test draws at each evaluation (authors). ``false``
-    draws them once at build (a fixed test set)."""
-    patch_probe_size: NonNegativeInt = 1000
-    """Number of all-zero probe images in the ``patch_only`` group (authors: 1000); 0 drops the group."""
-
-    @model_validator(mode="after")
-    def _check_patch(self) -> PatchCIFAR10Config:
-        start = patch_start(self.patch_loc, self.patch_size)
-        if start < 0 or start + self.patch_size > IMAGE_SIZE:
-            raise ValueError(
-                f"a {self.patch_size}-pixel patch at {self.patch_loc!r} does not fit a 32x32 image"
-            )
-        return self
-
-
-def patch_start(patch_loc: str, patch_size: int) -> int:
-    """First row/column of the patch (the authors' ``get_start_for_patch_loc``)."""
-    if patch_loc == "corner":
-        return 0
-    if patch_loc == "center":
-        return int(IMAGE_SIZE / 2 - patch_size / 2)
-    raise ValueError(f"unknown patch location {patch_loc!r}")
 
 
 class PatchPatterns:

@@ -22,23 +22,21 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
-from pydantic import PositiveInt
 
 from lbgap.api import InMemoryData
 
 from .common import (
     DATA_ENV_VAR,
     DatasetFilesMissing,
-    SubsetConfig,
     data_root,
     describe_subset,
     resolve_seed,
     subset_indices,
 )
+from .configs import TimitFramesConfig
 
 __all__ = ["TimitFramesConfig", "build_timit_frames", "load_timit_frames", "TIMIT_KEYS"]
 
@@ -46,26 +44,6 @@ log = logging.getLogger(__name__)
 
 #: The arrays the ``.npz`` file must hold.
 TIMIT_KEYS = ("train_x", "train_y", "test_x", "test_y")
-
-
-class TimitFramesConfig(SubsetConfig):
-    """TIMIT frame features from a user-provided .npz (train_x/train_y/test_x/test_y); Keskar et al.'s F2 data.
-
-    Defaults follow Keskar et al. (2017): 360 features per frame, 1,973 classes.
-    """
-
-    path: str = "timit/timit_frames.npz"
-    """The ``.npz`` file; a relative path is taken relative to the data folder (``root``, else
-    ``$LBGAP_DATA``, else ``~/.cache/lbgap/data``)."""
-    root: Optional[str] = None
-    """Data folder for a relative ``path``; ``null`` uses ``$LBGAP_DATA`` or ``~/.cache/lbgap/data``."""
-    num_features: PositiveInt = 360
-    """Features per frame; the file must match (Keskar et al.: 360)."""
-    num_classes: PositiveInt = 1973
-    """Number of classes; every label must lie in ``[0, num_classes)`` (Keskar et al.: 1,973)."""
-    standardize: bool = False
-    """Standardise every feature with the training split's mean and standard deviation. Off by
-    default: Keskar et al. used the Kaldi features as they were."""
 
 
 def _missing_message(path: Path) -> str:

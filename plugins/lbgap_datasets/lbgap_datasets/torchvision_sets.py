@@ -10,14 +10,27 @@ from ``uint8`` and normalised once per build on the device.
 from __future__ import annotations
 
 import logging
-from typing import ClassVar, Literal, Optional
+from typing import Optional
 
 import torch
 
 from lbgap.api import InMemoryData
 
 from .common import SubsetConfig, data_root, describe_subset, resolve_seed, subset_indices
-from .image_options import IMAGENET_MEAN, IMAGENET_STD, ImageOptions, augmentation_transform, images_to_float
+from .configs import (
+    CIFAR10_MEAN,
+    CIFAR10_PRESETS,
+    CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_PRESETS,
+    CIFAR100_STD,
+    CIFAR10Config,
+    CIFAR100Config,
+    FileOptions,
+    MNISTConfig,
+    _CIFAROptions,
+)
+from .image_options import ImageOptions, augmentation_transform, images_to_float
 from .torchvision_files import CIFAR_INFO, RawSplit, load_cifar_split, load_mnist_split
 
 __all__ = [
@@ -42,85 +55,6 @@ log = logging.getLogger(__name__)
 
 #: Size of the official MNIST training set; fewer images in the files means a partial copy.
 MNIST_OFFICIAL_TRAIN = 60000
-MNIST_MEAN = (0.1307,)
-MNIST_STD = (0.3081,)
-#: CIFAR-10 per-channel statistics of the training images, (125.3, 123.0, 113.9)/255 and
-#: (63.0, 62.1, 66.7)/255: the constants of Li, Wei & Ma's code (and Zagoruyko's WRN code).
-CIFAR10_MEAN = tuple(v / 255.0 for v in (125.3, 123.0, 113.9))
-CIFAR10_STD = tuple(v / 255.0 for v in (63.0, 62.1, 66.7))
-#: CIFAR-100 per-channel statistics of the training images, (129.3, 124.1, 112.4)/255 and
-#: (68.2, 65.4, 70.4)/255 (Zagoruyko's WRN code).
-CIFAR100_MEAN = tuple(v / 255.0 for v in (129.3, 124.1, 112.4))
-CIFAR100_STD = tuple(v / 255.0 for v in (68.2, 65.4, 70.4))
-#: Normalisation presets of the CIFAR sets: name → (mean, std) or None.
-CIFAR10_PRESETS: dict = {
-    "dataset": (CIFAR10_MEAN, CIFAR10_STD),
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-    "half": ((0.5,) * 3, (0.5,) * 3),
-    "none": None,
-}
-CIFAR100_PRESETS: dict = {**CIFAR10_PRESETS, "dataset": (CIFAR100_MEAN, CIFAR100_STD)}
-
-
-class FileOptions(SubsetConfig):
-    """Where the files are and whether to download them (mixed into the file-based configs)."""
-
-    root: Optional[str] = None
-    """Data folder (``~`` expanded); ``null`` uses ``$LBGAP_DATA`` or else ``~/.cache/lbgap/data``."""
-    download: bool = False
-    """Download the files with torchvision when they are missing (needs a network connection)."""
-
-
-class MNISTConfig(FileOptions, ImageOptions):
-    """MNIST digits from torchvision's file layout (<root>/MNIST/raw/*[.gz]), inputs [1, 28, 28].
-
-    Normalisation presets: ``dataset`` (0.1307, 0.3081), the usual statistics of the 60,000
-    training images; ``half`` (0.5, 0.5) as Hoffer et al.'s code; ``none`` (pixels in [0, 1], as
-    Keskar et al. "without any pre-processing"); ``custom`` (``mean``/``std``). Hoffer et al.'s
-    training augmentation is ``pad_crop: 2, hflip: true``. The description says when the files hold
-    fewer than the official 60,000 training images.
-    """
-
-    PRESETS: ClassVar = {"dataset": (MNIST_MEAN, MNIST_STD), "half": ((0.5,), (0.5,)), "none": None}
-    CHANNELS: ClassVar[int] = 1
-
-    normalization: Literal["dataset", "half", "none", "custom"] = "dataset"
-    """Normalisation constants: ``dataset`` (0.1307, 0.3081), ``half`` (0.5, 0.5; Hoffer et al.),
-    ``none``, or ``custom`` (``mean``/``std``)."""
-
-
-class _CIFAROptions(FileOptions, ImageOptions):
-    CHANNELS: ClassVar[int] = 3
-
-    normalization: Literal["dataset", "imagenet", "half", "none", "custom"] = "dataset"
-    """Normalisation constants: ``dataset`` (this data set's per-channel training statistics),
-    ``imagenet`` ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225); Hoffer et al.'s code), ``half``
-    (0.5 for every channel), ``none`` (pixels in [0, 1]; Keskar et al.), or ``custom``."""
-    verify_md5: bool = True
-    """Check the batch files against torchvision's md5 sums (the official files pass). Turn off only
-    for re-packed files in the same format."""
-
-
-class CIFAR10Config(_CIFAROptions):
-    """CIFAR-10 from torchvision's file layout (<root>/cifar-10-batches-py/), inputs [3, 32, 32].
-
-    ``normalization: dataset`` uses (125.3, 123.0, 113.9)/255 and (63.0, 62.1, 66.7)/255 (Li, Wei &
-    Ma's constants). Hoffer et al.'s preprocessing is ``normalization: imagenet, pad_crop: 4,
-    pad_fill: 0.4980392156862745, hflip: true``.
-    """
-
-    PRESETS: ClassVar = CIFAR10_PRESETS
-
-
-class CIFAR100Config(_CIFAROptions):
-    """CIFAR-100 (100 fine labels) from torchvision's file layout (<root>/cifar-100-python/), inputs [3, 32, 32].
-
-    ``normalization: dataset`` uses (129.3, 124.1, 112.4)/255 and (68.2, 65.4, 70.4)/255. Hoffer et
-    al.'s preprocessing is ``normalization: imagenet, pad_crop: 4, pad_fill: 0.4980392156862745,
-    hflip: true``.
-    """
-
-    PRESETS: ClassVar = CIFAR100_PRESETS
 
 
 def _take(split: RawSplit, cfg: SubsetConfig, n: Optional[int], seed: int, name: str) -> tuple[RawSplit, str]:
