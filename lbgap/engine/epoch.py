@@ -54,7 +54,11 @@ class TrialRun:
     checkpoints: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     perm_gen: Optional[torch.Generator] = None
     aug_gen: Optional[torch.Generator] = None
+    #: optimizer steps in the current epoch, its global batch size and the batch schedule's
+    #: learning-rate factor (set at the start of every epoch: :func:`lbgap.engine.train.begin_epoch`)
     n_steps: int = 0
+    batch_size: int = 0
+    lr_factor: float = 1.0
     step_state: Optional[StepState] = None
     settings: Optional[StepSettings] = None
     history: dict[str, list[float]] = field(default_factory=dict)
@@ -224,7 +228,7 @@ def epoch_record(
     run: TrialRun, epoch: int, running_loss: float, running_accuracy: float, *, evaluate_now: bool
 ) -> dict[str, float]:
     """The epoch's per-epoch values: train and test metrics (NaN where not evaluated), weight
-    distance, steps, learning rate."""
+    distance, steps, learning rate, batch size."""
     if evaluate_now:
         train, test = _eval_epoch(run, epoch, running_loss, running_accuracy)
     else:
@@ -240,6 +244,7 @@ def epoch_record(
             record["weight_distance_first_param"] = float(torch.linalg.vector_norm(params[0] - run.init_params[0]))
     record["step"] = float(run.trial.step)
     record["learning_rate"] = float(run.lr_now if run.lr_now is not None else run.plan.lr)
+    record["batch_size_epoch"] = float(run.batch_size)
     record["train_loss_running"] = running_loss
     return record
 

@@ -1,6 +1,7 @@
 """Several trials trained as one stacked model (vectorized trials).
 
-Trials that share the data set, architecture, batch size and step count (the
+Trials that share the data set, architecture, batch size (at every epoch: a
+batch-size schedule groups only with the same batch sizes) and step count (the
 seeds of a study arm; grid points that differ only in float settings such as
 the learning rate) train together: each member keeps its own parameters (views
 into the stacked tensors), optimizer, schedule, generators, stopping rules,
@@ -27,7 +28,15 @@ from .epoch import EpochSums, TrialRun, end_epoch, finish_trial
 from .parts import Parts, build_parts
 from .stacked import NotStackable, StackedModel
 from .step import apply_update
-from .train import begin_training, deterministic, epoch_order, next_batch, set_step_lr, start_trial
+from .train import (
+    begin_epoch,
+    begin_training,
+    deterministic,
+    epoch_order,
+    next_batch,
+    set_step_lr,
+    start_trial,
+)
 
 __all__ = ["Member", "run_group", "time_group_step", "group_step", "NotStackable"]
 
@@ -88,9 +97,13 @@ def _start(m: Member, parts: Parts, registry: Registry, device: torch.device) ->
 
 def _check_compatible(members: list[Member], parts: list[Parts]) -> None:
     first = parts[0]
+    epochs = range(1, max(p.plan.epochs for p in parts) + 1)
+    batches = [first.plan.batch_size_at(e) for e in epochs]
     for m, p in zip(members, parts, strict=True):
         if p.plan.batch_size != first.plan.batch_size or p.data.n_train != first.data.n_train:
             raise NotStackable("members differ in batch size or training-set size")
+        if [p.plan.batch_size_at(e) for e in epochs] != batches:  # every step must be one stacked batch
+            raise NotStackable("members differ in their batch-size schedules")
         if m.cfg.accumulation_steps != 1:
             raise NotStackable("gradient accumulation trains one trial at a time")
         if m.cfg.target is not None and m.cfg.target.stop:
@@ -120,6 +133,8 @@ def _train(
 
 def _train_epoch(runs: list[TrialRun], members: list[Member], group: StackedModel, epoch: int) -> list[EpochSums]:
     """One epoch of every member: the stacked forward/backward, each member's own update."""
+    for run in runs:
+        begin_epoch(run, epoch)  # the members' batch schedules agree (_check_compatible)
     group.train()
     perms = [epoch_order(r) for r in runs]
     sums = [EpochSums.zeros(r.trial.device) for r in runs]

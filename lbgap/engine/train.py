@@ -10,7 +10,7 @@ The loop reads top to bottom::
 
     run = start_trial(...)                       # parts, generators, hooks
     for epoch in 1..epochs:
-        sums = train_epoch(run, epoch)           # batches → train_step (engine.step)
+        sums = train_epoch(run, epoch)           # begin_epoch, batches → train_step (engine.step)
         if end_epoch(run, epoch, sums): break    # record, measure, stop (engine.epoch)
     return finish_trial(run)                     # end-of-training metrics, outcome
 
@@ -56,6 +56,7 @@ __all__ = [
     "weight_distance",
     "start_trial",
     "begin_training",
+    "begin_epoch",
     "train_epoch",
     "TrialRun",
 ]
@@ -193,15 +194,13 @@ def _prepare_training(run: TrialRun, after_backward: Optional[Callable[[], None]
     run.init_params = [p.detach().clone() for p in params]
     if 0 in run.checkpoint_epochs:
         run.checkpoints[0] = run.initial_state
-    n, B = run.data.n_train, run.plan.batch_size
+    B = min([run.plan.batch_size] + [s.batch_size for s in run.plan.batch_stages])
     if run.world > 1 and B < run.world:
         raise ValueError(f"batch size {B} is smaller than the {run.world} data-parallel processes")
     # batch order: one generator shared by all ranks; augmentation: one per rank
     run.perm_gen = seeded_generator(trial.seed, BATCH_ORDER_STREAM, device)
     run.aug_gen = seeded_generator(trial.seed, AUGMENT_STREAM + RANK_STRIDE * run.rank, device)
-    if B > n:
-        log.warning("%s: batch size %d exceeds the %d training samples; using one batch of %d", trial.key, B, n, n)
-    run.n_steps = steps_per_epoch(n, B, cfg.drop_last)
+    begin_epoch(run, 1)
     run.step_state = StepState(run.model, params, run.parts.optimizer)
     run.settings = StepSettings(
         loss_fn=trial.loss_fn, micro=cfg.accumulation_steps, clip=cfg.grad_clip, world=run.world,
@@ -223,10 +222,30 @@ def _to_channels_last(run: TrialRun) -> None:
     run.model.to(memory_format=torch.channels_last)
 
 
+def begin_epoch(run: TrialRun, epoch: int) -> None:
+    """Set the batch size, steps and learning-rate factor of ``epoch`` from the plan's batch
+    schedule, and make ``trial.plan`` the epoch's plan (its ``batch_size`` the batch in use)."""
+    plan = run.plan
+    B = plan.batch_size_at(epoch)
+    if B != run.batch_size:
+        n = run.data.n_train
+        if B > n:
+            log.warning(
+                "%s: batch size %d exceeds the %d training samples; using one batch of %d", run.trial.key, B, n, n
+            )
+        if run.batch_size:
+            log.info("%s: batch size %d from epoch %d", run.trial.key, B, epoch)
+        run.batch_size = B
+        run.n_steps = steps_per_epoch(n, B, run.cfg.drop_last)
+    run.lr_factor = plan.lr_factor_at(epoch)
+    run.trial.plan = plan.at_epoch(epoch)
+
+
 def train_epoch(
     run: TrialRun, epoch: int, on_step: Optional[Callable[[int], None]] = None, max_steps: Optional[int] = None
 ) -> EpochSums:
     """One pass over the training set (or up to ``max_steps``); returns the epoch's sums."""
+    begin_epoch(run, epoch)
     run.model.train()
     perm = epoch_order(run)
     sums = EpochSums.zeros(run.trial.device)
@@ -261,7 +280,8 @@ def epoch_order(run: TrialRun) -> torch.Tensor:
 
 
 def set_step_lr(run: TrialRun, epoch: int, i: int) -> None:
-    """Set the optimizer's learning rate for step ``i`` of ``epoch`` (only when the schedule changes it)."""
+    """Set the optimizer's learning rate for step ``i`` of ``epoch`` (only when it changes): the
+    plan's rate times the batch schedule's factor times the schedule's."""
     progress = Progress(
         epoch=(epoch - 1) + i / run.n_steps,
         step=run.trial.step,
@@ -269,7 +289,7 @@ def set_step_lr(run: TrialRun, epoch: int, i: int) -> None:
         time_scale=run.plan.time_scale,
         last_train_loss=run.last_train_loss,
     )
-    lr = run.plan.lr * run.parts.schedule.factor(progress)
+    lr = run.plan.lr * run.lr_factor * run.parts.schedule.factor(progress)
     if lr != run.lr_now:
         for group in run.parts.optimizer.param_groups:
             group["lr"] = lr
@@ -278,8 +298,9 @@ def set_step_lr(run: TrialRun, epoch: int, i: int) -> None:
 
 
 def next_batch(run: TrialRun, perm: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Batch ``i`` of the epoch: ``(x, y, global batch size)``; this rank's share under data parallelism."""
-    B = run.plan.batch_size
+    """Batch ``i`` of the epoch: ``(x, y, global batch size)``; this rank's share under data parallelism
+    (the epoch's global batch split over the ranks by ``tensor_split``, so the shares follow the batch)."""
+    B = run.batch_size
     idx = perm[i * B : (i + 1) * B]
     b = len(idx)
     if run.world > 1:

@@ -27,6 +27,7 @@ _CORE: dict[str, tuple[str, str]] = {
     "weight_distance_first_param": ("1", "||w_t - w_0|| of the first parameter tensor (Hoffer's logging)"),
     "step": ("1", "optimizer steps done at the end of the epoch"),
     "learning_rate": ("1", "learning rate in use at the end of the epoch"),
+    "batch_size_epoch": ("1", "global batch size of the epoch's optimizer steps (a batch-size schedule changes it)"),
     "epoch_time": ("s", "wall time of the epoch (training, evaluation and metrics)"),
     "effective_learning_rate": ("1", "base learning rate after LR scaling rules"),
     "planned_epochs": ("1", "epochs after regime adaptation"),
