@@ -62,6 +62,22 @@ def test_copy_and_validate_by_name(tmp_path):
     assert res.returncode == 2
 
 
+def test_a_study_that_extends_a_base_is_listed_copied_and_runs_with_it(tmp_path):
+    """The bases in studies/bases/ are no studies of their own: not listed, but copied beside a
+    study that extends one, so that the copy validates where it was written."""
+    res = run([*LBGAP, "study", "list", "--json"], cwd=tmp_path)
+    names = {s["name"] for s in json.loads(res.stdout)["studies"]}
+    bases = {p.stem for p in (ROOT / "studies" / "bases").glob("*.yaml")}
+    assert "keskar_sb_lb_paper_c1" in names and bases and not names & bases
+    (tmp_path / "mine").mkdir()
+    res = run([*LBGAP, "study", "copy", "keskar_sb_lb_paper_c1", "mine"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    base = tmp_path / "mine" / "bases" / "keskar_sb_lb_protocol.yaml"
+    assert base.read_text() == (ROOT / "studies" / "bases" / "keskar_sb_lb_protocol.yaml").read_text()
+    res = run([*LBGAP, "study", "validate", "mine/keskar_sb_lb_paper_c1.yaml"], cwd=tmp_path)
+    assert res.returncode == 0 and "study 'keskar_sb_lb_paper_c1'" in res.stdout, res.stderr
+
+
 def _site_packages(python: Path) -> str:
     out = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
@@ -109,6 +125,9 @@ def test_wheel_ships_the_studies(tmp_path):
     res = run([*lbgap, "study", "copy", "hoffer_regime", "h.yaml"], cwd=work)
     assert res.returncode == 0, res.stderr
     assert (work / "h.yaml").read_text() == (ROOT / "studies" / "hoffer_regime.yaml").read_text()
+    # a study that extends a base finds it in the installed folder
+    res = run([*lbgap, "study", "show", "keskar_sb_lb_paper_c1"], cwd=work)
+    assert res.returncode == 0 and "subspace_matrix: gaussian" in res.stdout, res.stderr
     res = run([*lbgap, "study", "run", "hoffer_regime", *SHORT, "--out", "out", "--no-report", "--device", "cpu"], cwd=work)
     assert res.returncode == 0, res.stderr
     assert (work / "out" / "results.nc").is_file()

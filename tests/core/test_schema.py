@@ -21,6 +21,9 @@ from lbgap.spec.yamlio import YAMLSyntaxError, load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
+#: partial studies that shipped studies extend: not studies on their own, so the schema (which
+#: requires a study's name, network and data set) applies to them only as part of a resolved study
+BASES = sorted((ROOT / "studies" / "bases").glob("*.yaml"))
 
 
 def _module(name: str, path: Path):
@@ -58,12 +61,13 @@ def validator(schema) -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
-def _verdicts(text: str, registry, validator) -> tuple[bool, bool, list[str]]:
-    """(validate accepts, the schema accepts, the schema's messages)."""
-    data = load_yaml("spec.yaml", text).data
+def _verdicts(text: str, registry, validator, file: str = "spec.yaml") -> tuple[bool, bool, list[str]]:
+    """(validate accepts, the schema accepts, the schema's messages); ``file`` names the text's
+    file, from whose folder an ``extends`` is read."""
+    data = load_yaml(file, text).data
     errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(data)]
     try:
-        load_study_text(text, "spec.yaml", registry)
+        load_study_text(text, file, registry)
         accepted = True
     except SpecError:
         accepted = False
@@ -97,9 +101,23 @@ def test_schema_is_draft_2020_12_without_discriminator(schema):
 
 @pytest.mark.parametrize("spec", STUDIES, ids=[p.stem for p in STUDIES])
 def test_shipped_studies_are_accepted_by_both(spec, registry, validator):
-    accepted, schema_ok, errors = _verdicts(spec.read_text(), registry, validator)
+    accepted, schema_ok, errors = _verdicts(spec.read_text(), registry, validator, str(spec))
     assert accepted
     assert schema_ok, errors
+    # the resolved study too: what the files it extends contribute is checked as a whole study
+    resolved = load_study_text(spec.read_text(), str(spec), registry).text
+    accepted, schema_ok, errors = _verdicts(resolved, registry, validator, str(spec))
+    assert accepted and schema_ok, errors
+
+
+def test_every_base_is_extended_by_a_shipped_study(registry):
+    """A base is checked through the studies that extend it; one that none extends would go unchecked."""
+    extended = {
+        Path(source).resolve()
+        for spec in STUDIES
+        for source in load_study_text(spec.read_text(), str(spec), registry).sources[1:]
+    }
+    assert BASES and {b.resolve() for b in BASES} <= extended
 
 
 def test_the_tests_specs_are_found():
