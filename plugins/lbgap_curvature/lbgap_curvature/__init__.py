@@ -19,19 +19,67 @@ rescalings), :mod:`.noise_scale` (gradient noise scale),
 
 from __future__ import annotations
 
-from lbgap.api import MetricPlugin, hookimpl
+import importlib
+from typing import Any
 
-from .metrics import METRIC_CLASSES
-from .reparameterized import Reparameterized
+from lbgap.api import MetricPlugin, PluginConfig, hookimpl
+
+from .configs import (
+    AdaptiveSharpnessConfig,
+    GradientNoiseScaleConfig,
+    HessianEigenvaluesConfig,
+    HessianSpectrumConfig,
+    HessianTraceConfig,
+    InterpolationConfig,
+    KeskarSharpnessConfig,
+    MinimizerDistanceConfig,
+    ReparameterizedConfig,
+)
 
 __all__ = ["lbgap_register_metrics"]
+
+#: metric name → its configuration model, and the module and class that measure it (the class's
+#: ``name`` and ``config_cls``). The class is imported when the metric is built, so registering
+#: the plugins and validating a study load neither torch nor scipy.
+METRICS: dict[str, tuple[type[PluginConfig], str, str]] = {
+    "keskar_sharpness": (KeskarSharpnessConfig, "metrics", "KeskarSharpness"),
+    "hessian_eigenvalues": (HessianEigenvaluesConfig, "metrics", "HessianEigenvalues"),
+    "hessian_trace": (HessianTraceConfig, "metrics", "HessianTrace"),
+    "hessian_spectrum": (HessianSpectrumConfig, "metrics", "HessianSpectrum"),
+    "interpolation": (InterpolationConfig, "metrics", "Interpolation"),
+    "minimizer_distance": (MinimizerDistanceConfig, "metrics", "MinimizerDistance"),
+    "adaptive_sharpness": (AdaptiveSharpnessConfig, "metrics", "AdaptiveSharpness"),
+    "gradient_noise_scale": (GradientNoiseScaleConfig, "metrics", "GradientNoiseScale"),
+    "reparameterized": (ReparameterizedConfig, "reparameterized", "Reparameterized"),
+}
+
+
+class _Deferred:
+    # A metric class of one of this package's modules, imported on its first call (building the
+    # metric). ``__doc__`` is the class's, for `lbgap plugins show`.
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def resolve(self) -> type:
+        return getattr(importlib.import_module(f"{__name__}.{self.module}"), self.name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return self.resolve().__doc__
+
+    def __repr__(self) -> str:
+        return f"<build {__name__}.{self.module}.{self.name}>"
 
 
 @hookimpl
 def lbgap_register_metrics() -> list[MetricPlugin]:
     return [
-        MetricPlugin(name=cls.name, config=cls.config_cls, build=cls)
-        for cls in (*METRIC_CLASSES, Reparameterized)
+        MetricPlugin(name=name, config=config, build=_Deferred(module, cls))
+        for name, (config, module, cls) in METRICS.items()
     ]
 
 

@@ -22,24 +22,18 @@ The default mode is the one measured fastest on the reference workloads (see
 from __future__ import annotations
 
 import logging
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 from torch.func import functional_call, jvp, vjp
 from torch.func import grad as func_grad
 
+from .configs import DEFAULT_HVP_MODE, HVPMode
 from .loss import ModelObjective
 
 __all__ = ["HessianOperator", "HVPMode", "DEFAULT_HVP_MODE"]
 
 log = logging.getLogger(__name__)
-
-HVPMode = Literal["autograd", "func"]
-
-#: Chosen by ``python -m bench.curvature --hvp-only``: double backward with a
-#: reused graph was the fastest mode in all 4 CPU measurements of the latest run
-#: (docs/performance.md, "Seconds per Hessian-vector product").
-DEFAULT_HVP_MODE: HVPMode = "autograd"
 
 
 class HessianOperator:

@@ -27,19 +27,29 @@ import dataclasses
 import logging
 import zlib
 from collections.abc import Iterator
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 import torch
 import xarray as xr
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from lbgap.api import MeasureContext, PluginConfig
+from lbgap.api import MeasureContext
 
 from . import distance as dist
 from .adaptive import AdaptiveSharpnessResult, adaptive_average_case, adaptive_worst_case
+from .configs import (
+    AdaptiveSharpnessConfig,
+    GradientNoiseScaleConfig,
+    HessianEigenvaluesConfig,
+    HessianSpectrumConfig,
+    HessianTraceConfig,
+    InterpolationConfig,
+    KeskarSharpnessConfig,
+    MeasurementConfig,
+    MinimizerDistanceConfig,
+)
 from .flat import ParamLayout
-from .hvp import DEFAULT_HVP_MODE, HessianOperator
+from .hvp import HessianOperator
 from .interpolation import interpolation_alphas, interpolation_curve
 from .lanczos import EigenResult, eigsh_eigenpairs, top_eigenpairs
 from .loss import EvalBatches, ModelObjective, select_split
@@ -48,7 +58,7 @@ from .numerics import FiniteOperator, NonFiniteMeasurement, nan_like, nonfinite_
 from .sharpness import KeskarResult, float64_subspace, keskar_sharpness
 from .slq import SpectrumResult, slq_spectrum, smoothed_density
 from .state import preserved_state
-from .subspace import Subspace, SubspaceMatrix, random_subspace
+from .subspace import Subspace, random_subspace
 from .trace import TraceResult, hutchinson_trace
 
 __all__ = [
@@ -68,10 +78,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BNMode = Literal["running", "batch"]
-Split = Literal["train", "test"]
-HVPModeField = Literal["autograd", "func"]
-
 
 def derive_seed(*parts: int | str) -> int:
     """A 63-bit seed from integers and strings (strings hashed with CRC32)."""
@@ -83,162 +89,6 @@ def derive_seed(*parts: int | str) -> int:
 def eps_tag(eps: float) -> str:
     """``1e-03`` style tag of a box or radius size used in variable names."""
     return f"{eps:.0e}"
-
-
-# --------------------------------------------------------------------- configs
-
-
-class MeasurementConfig(PluginConfig):
-    """Settings shared by every curvature metric."""
-
-    every: Optional[PositiveInt] = None
-    """Measure every this many epochs during training (None: not per epoch)."""
-    at_end: bool = True
-    """Measure once at the end of training."""
-    bn_mode: BNMode = "running"
-    """BatchNorm during the measurement: 'running' (eval mode, running statistics) or 'batch' (statistics of each evaluated batch, Keras BatchNormalization mode=2 as in Keskar et al.). Dropout is off in both."""
-    max_samples: Optional[PositiveInt] = None
-    """Use a random subset of this many samples of the split (drawn from the metric's seed), or all when None."""
-    batch_size: Optional[PositiveInt] = None
-    """Batch size of the full-data passes (None: the context's eval_batch_size). With bn_mode='batch' it also sets the BatchNorm statistics."""
-    seed: int = 0
-    """Combined with the trial seed and the metric name to seed the metric's own random streams."""
-    precision: Literal["model", "float64"] = "model"
-    """Compute in the model's dtype, or on a float64 copy of model and data."""
-
-
-class _SplitConfig(MeasurementConfig):
-    split: Split = "train"
-    """Data split the loss is measured on (Keskar et al.: the training set)."""
-
-
-class _HVPConfig(_SplitConfig):
-    hvp_mode: HVPModeField = DEFAULT_HVP_MODE
-    """Hessian-vector products by 'autograd' (double backward) or 'func' (torch.func forward-over-reverse)."""
-    reuse_graph: bool = True
-    """Autograd mode: build the gradient graph of the whole measured data once and reuse it for every product (memory: activations of all measured samples)."""
-
-
-class KeskarSharpnessConfig(_SplitConfig):
-    """Keskar et al.'s ε-sharpness (Metric 2.1), full space and random subspace, by L-BFGS-B."""
-
-    eps: list[PositiveFloat] = Field(default_factory=lambda: [1e-3, 5e-4], min_length=1)
-    """Box sizes ε (the paper: 1e-3 and 5e-4)."""
-    spaces: list[Literal["full", "random"]] = Field(default_factory=lambda: ["full", "random"], min_length=1)
-    """'full' (A = I) and/or 'random' (A: a random n × subspace_dim matrix drawn as subspace_matrix says)."""
-    subspace_dim: PositiveInt = 100
-    """p, the random subspace dimension (the paper: 100)."""
-    subspace_matrix: SubspaceMatrix = "orthonormal"
-    """How the random A is drawn (the paper does not say): 'orthonormal' (a Gaussian matrix orthonormalised by QR, A⁺ = Aᵀ), 'gaussian' (i.i.d. N(0, 1) entries, unnormalised), 'smoothout' (the SmoothOut port: A⁺ with U[−1, 1] entries and unit-norm rows, A = pinv(A⁺))."""
-    maxiter: PositiveInt = 10
-    """L-BFGS-B iterations (the paper: 10)."""
-    maxfun: Optional[PositiveInt] = None
-    """Cap on loss-and-gradient evaluations (None: L-BFGS-B's default, 15000)."""
-    start: Literal["center", "random"] = "center"
-    """Start of the search: the measured point, or a uniform random point of the box."""
-    restart_on_stall: bool = True
-    """When the search finds no loss increase beyond rounding (16 ulps of f(x) in the measured dtype), search again from a uniform random point of the box (seeded) and report the larger maximum; keskar_stalled_* records it."""
-    float64_below: NonNegativeFloat = 1.0
-    """When φ measured in the model's dtype is below this (percent), measure again on a float64 copy of the model and data and report that (0: never); keskar_float64_* records it."""
-
-
-class HessianEigenvaluesConfig(_HVPConfig):
-    """Top Hessian eigenvalues by restarted Lanczos on Hessian-vector products."""
-
-    k: PositiveInt = 5
-    """How many eigenvalues."""
-    which: Literal["LA", "LM"] = "LA"
-    """'LA': largest algebraic; 'LM': largest magnitude."""
-    tol: PositiveFloat = 1e-3
-    """Relative residual ‖Hy − θy‖ ≤ tol·|θ| at which a pair counts as converged."""
-    max_hvps: PositiveInt = 500
-    """Budget of Hessian-vector products."""
-    max_basis: Optional[PositiveInt] = None
-    """Lanczos basis size that triggers a thick restart (None: max(2k + 10, 30))."""
-    solver: Literal["lanczos", "eigsh"] = "lanczos"
-    """'lanczos' (this package) or 'eigsh' (SciPy ARPACK)."""
-    verify_residuals: bool = True
-    """Measure each residual with one extra product instead of trusting the Lanczos estimate."""
-
-
-class HessianTraceConfig(_HVPConfig):
-    """Hessian trace by Hutchinson's estimator with Rademacher probes, with its standard error."""
-
-    num_probes: PositiveInt = Field(100, ge=2)
-    """Maximum number of probes."""
-    target_rel_stderr: Optional[PositiveFloat] = None
-    """Stop once stderr ≤ target·|estimate| (None: always use num_probes)."""
-    min_probes: PositiveInt = Field(10, ge=2)
-    """Probes before the stopping rule applies."""
-
-
-class HessianSpectrumConfig(_HVPConfig):
-    """Hessian eigenvalue density by stochastic Lanczos quadrature."""
-
-    num_probes: PositiveInt = 3
-    """Gaussian probe vectors (independent Lanczos runs)."""
-    lanczos_steps: PositiveInt = 80
-    """Lanczos steps per probe (quadrature nodes per probe)."""
-    grid_points: PositiveInt = Field(512, ge=2)
-    """Points of the density grid."""
-    kernel_width: PositiveFloat = 0.01
-    """Gaussian kernel width σ as a fraction of the spectrum's range."""
-    margin: NonNegativeFloat = 0.05
-    """Grid extends this fraction of the range beyond the extreme nodes."""
-
-
-class InterpolationConfig(MeasurementConfig):
-    """Keskar et al.'s 1-D parametric plot between this trial's and a reference trial's minimizer."""
-
-    num_points: PositiveInt = Field(25, ge=2)
-    """Number of α values (Keskar: 25)."""
-    alpha_min: float = -1.0
-    """First α (α = 0: this model)."""
-    alpha_max: float = 2.0
-    """Last α (α = 1: the reference model)."""
-    path: Literal["linear", "curved"] = "linear"
-    """'linear': (1−α)θ_a + αθ_b; 'curved': cos(απ/2)θ_a + sin(απ/2)θ_b (Keskar App. D)."""
-    tensors: Literal["parameters", "state"] = "state"
-    """Interpolate the parameters only (Keskar's Keras code: trainable weights) or also the floating buffers (BatchNorm running statistics; Keskar's PyTorch script)."""
-    splits: list[Split] = Field(default_factory=lambda: ["train", "test"], min_length=1)
-    """Splits evaluated at every α."""
-
-    @model_validator(mode="after")
-    def _range(self) -> InterpolationConfig:
-        if self.alpha_max <= self.alpha_min:
-            raise ValueError("alpha_max must exceed alpha_min")
-        return self
-
-
-class MinimizerDistanceConfig(MeasurementConfig):
-    """Euclidean distance to the reference trial's minimizer and to this trial's initialization."""
-
-    include: Literal["parameters", "weights"] = "parameters"
-    """'parameters': every parameter; 'weights': only parameters with ≥ 2 dimensions (no biases, no BatchNorm γ/β)."""
-
-
-class AdaptiveSharpnessConfig(_SplitConfig):
-    """Adaptive (reparameterization-invariant) sharpness, worst or average case (Kwon et al.; Andriushchenko et al.)."""
-
-    rho: PositiveFloat = 0.1
-    """Radius ρ of the neighbourhood ‖δ / (|w| + η)‖ ≤ ρ (worst case) or noise scale (average case)."""
-    kind: Literal["worst", "average"] = "worst"
-    """'worst': maximum loss increase (projected ascent); 'average': mean increase under random perturbations."""
-    norm: Literal["l2", "linf"] = "l2"
-    """Worst case: the norm of the ball. Average case: 'l2' Gaussian u ~ N(0, ρ²), 'linf' uniform U[−ρ, ρ]."""
-    eta: NonNegativeFloat = 0.0
-    """η in T_w = |w| + η (0: exactly invariant to positive rescalings)."""
-    steps: PositiveInt = 20
-    """Ascent steps (worst case)."""
-    samples: PositiveInt = Field(20, ge=2)
-    """Random perturbations (average case)."""
-
-
-class GradientNoiseScaleConfig(_SplitConfig):
-    """McCandlish et al.'s simple gradient noise scale tr(Σ)/|G|² from per-batch gradients."""
-
-    noise_batch_size: PositiveInt = 128
-    """Size b of the batches whose gradients estimate tr(Σ)."""
 
 
 # --------------------------------------------------------------------- metrics

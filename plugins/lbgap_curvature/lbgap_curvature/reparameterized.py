@@ -23,66 +23,22 @@ import dataclasses
 import logging
 import math
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, Optional
+from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
-from pydantic import Field, PositiveFloat, model_validator
 
-from lbgap.api import InMemoryData, MeasureContext, Nested, bn_eval_mode, variable_attrs
+from lbgap.api import InMemoryData, MeasureContext, bn_eval_mode, variable_attrs
 
+from .configs import ReparameterizedConfig
 from .loss import EvalBatches
-from .metrics import MeasurementConfig, _CurvatureMetric
+from .metrics import _CurvatureMetric
 from .reparam import bn_alpha_scale, relu_alpha_scale
 
 __all__ = ["ReparameterizedConfig", "Reparameterized"]
 
 log = logging.getLogger(__name__)
-
-
-class ReparameterizedConfig(MeasurementConfig):
-    """Metrics measured on function-preserving α-rescalings of the model (Dinh et al.'s α-scale sweep).
-
-    bn_mode, max_samples and batch_size apply to the function check on the test split;
-    precision 'float64' transforms a float64 copy and hands the inner metrics float64 data.
-    """
-
-    transform: Literal["relu_alpha_scale", "bn_alpha_scale"] = "relu_alpha_scale"
-    """'relu_alpha_scale': consecutive affine layers joined by non-negatively homogeneous activations, layer k × α^powers[k]; 'bn_alpha_scale': the layer feeding a BatchNorm × α (running statistics and eps rescaled with it)."""
-    layers: list[str] = Field(min_length=1)
-    """Module names: relu_alpha_scale, two or more affine layers in forward order; bn_alpha_scale, the one layer that feeds `batchnorm`."""
-    powers: Optional[list[float]] = None
-    """relu_alpha_scale: exponent of α for each layer, summing to 0 (None: the first layer α, the last 1/α, others unchanged)."""
-    batchnorm: Optional[str] = None
-    """bn_alpha_scale: the BatchNorm module fed by the layer."""
-    alphas: list[PositiveFloat] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0], min_length=1)
-    """The values of α (1: the model itself)."""
-    metrics: Annotated[list[dict[str, Any]], Nested("metric")] = Field(default_factory=list)
-    """Metrics measured on every transformed copy, written as in a study's `metrics` list (their `every`/`at_end` are ignored)."""
-    prefix: str = Field("reparam", pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
-    """Prefix of every output variable and of the α dimension (`<prefix>_alpha`)."""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ReparameterizedConfig:
-        if len(set(self.alphas)) != len(self.alphas):
-            raise ValueError("alphas must be distinct")
-        if self.transform == "relu_alpha_scale":
-            if len(self.layers) < 2:
-                raise ValueError("relu_alpha_scale needs at least two layers")
-            if self.batchnorm is not None:
-                raise ValueError("batchnorm applies to bn_alpha_scale only")
-            if self.powers is not None:
-                if len(self.powers) != len(self.layers):
-                    raise ValueError("give one power per layer")
-                if abs(math.fsum(self.powers)) > 1e-12:
-                    raise ValueError("powers must sum to 0 (the factors multiply to 1)")
-        else:
-            if len(self.layers) != 1 or self.batchnorm is None:
-                raise ValueError("bn_alpha_scale needs one layer and the batchnorm it feeds")
-            if self.powers is not None:
-                raise ValueError("powers apply to relu_alpha_scale only")
-        return self
 
 
 class Reparameterized(_CurvatureMetric):

@@ -28,9 +28,10 @@ subspace and differ only in the scale and coordinates of ``y``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
+
+from .configs import SubspaceMatrix
 
 __all__ = [
     "Subspace",
@@ -40,7 +41,6 @@ __all__ = [
     "random_orthonormal_subspace",
 ]
 
-SubspaceMatrix = Literal["orthonormal", "gaussian", "smoothout"]
 SUBSPACE_MATRICES: tuple[str, ...] = ("orthonormal", "gaussian", "smoothout")
 
 
