@@ -76,7 +76,7 @@ def engine_epochs(cfg, seed: int, epochs: int) -> list[float]:
 
 def compare_engine(variant: str = "sb", epochs: int = 3, rounds: int = 3) -> dict[str, float]:
     study = load_study(ROOT / "studies" / "hoffer_regime.yaml")
-    cfg = study.resolve(variant, {"epochs": epochs, "schedule": {"name": "constant"}, "save_weights": False})
+    cfg = study.resolve(variant, {"epochs": epochs, "schedule": {"name": "constant"}, "keep_weights": "none"})
     hand_loop_epochs(cfg, 0, 1)  # warm-up (data cache, allocator)
     engine_epochs(cfg, 0, 1)
     hand, eng = [], []

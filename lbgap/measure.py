@@ -32,6 +32,7 @@ from .metric import MeasureContext
 from .registry import Registry, get_registry
 from .results import save_measured, weights_dir, write_atomic
 from .results.attrs import variable_attrs
+from .results.trialfile import DamagedWeightsError, load_weights
 from .spec import load_study
 from .spec.load import cell_key, clean_loc
 from .spec.model import plugin_config_model
@@ -70,8 +71,14 @@ def parse_metric_configs(items: list[Any], registry: Registry) -> list[Any]:
 
 def _load(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
     if not path.exists():
-        raise MeasureError(f"{path} does not exist (was the study run with save_weights: true?)")
-    return torch.load(path, map_location=device, weights_only=True)
+        raise MeasureError(
+            f"{path} does not exist: measuring needs each trial's final weights, which a study keeps with "
+            "keep_weights: final (the default) or all, not none"
+        )
+    try:
+        return load_weights(path, map_location=device)
+    except DamagedWeightsError as exc:
+        raise MeasureError(str(exc)) from None
 
 
 def measure_study(

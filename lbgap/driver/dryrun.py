@@ -20,6 +20,7 @@ from typing import Any, Optional
 import torch
 
 from ..engine.probe import ProbeError, ProbeResult, probe
+from ..results.trialfile import weights_files_kept
 from ..spec.load import Study, cell_key
 from ..spec.merge import split_path
 from .run import queue_order, search_budget
@@ -131,7 +132,8 @@ class DryRunReport:
 
     def disk_estimate(self) -> Optional[DiskEstimate]:
         """What the study will write: weights (each probe's parameters × 4 bytes × the files each of
-        its trials keeps: initial and final weights with ``save_weights``, and the checkpoints that
+        its trials keeps, :func:`~lbgap.results.trialfile.weights_files_kept`: initial and final
+        weights with ``keep_weights: final``, also every epoch's with ``all``, and the checkpoints that
         warm-started trials start from), per-trial files and ``results.nc``. None if a probe failed.
 
         Per-epoch arrays of metric plugins and Optuna's journal are not counted; buffers (batch
@@ -143,7 +145,7 @@ class DryRunReport:
         if self.search_trials is not None:
             biggest = max(probes, key=lambda r: r.result.n_params)
             epochs = max(r.result.epochs for r in probes)
-            files = 2 if biggest.check.config.save_weights else 0
+            files = weights_files_kept(biggest.check.config, epochs)
             weights_files = files * self.search_trials
             weights = weights_files * (4 * biggest.result.n_params + WEIGHTS_FILE_OVERHEAD)
             trial_files = self.search_trials * _trial_file_bytes(epochs)
@@ -160,8 +162,7 @@ class DryRunReport:
             res = by_group.get(cell.group)
             if res is None:
                 continue
-            checkpoints = len(needs.get(cell.key, ()))
-            files = 2 + checkpoints if (cell.config.save_weights or checkpoints) else 0
+            files = weights_files_kept(cell.config, res.epochs, needs.get(cell.key))
             weights_files += files
             weights += files * (4 * res.n_params + WEIGHTS_FILE_OVERHEAD)
             trial_files += _trial_file_bytes(res.epochs)
@@ -187,7 +188,7 @@ class DryRunReport:
             return None
         return (
             f"the study will write about {format_bytes(need)} to {out_dir}, but only {format_bytes(free)} is free "
-            "there: free some space, choose another --out, or keep fewer weights (save_weights: false)"
+            "there: free some space, choose another --out, or keep fewer weights (keep_weights: none)"
         )
 
     def _queued_trial_seconds(self, longest_first: bool = False) -> list[float]:

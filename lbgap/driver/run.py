@@ -29,9 +29,11 @@ from ..outcome import StopTrial, TrialOutcome
 from ..results import (
     combine_grid,
     combine_search,
+    load_weights,
     save_weights,
     study_attrs,
     trial_dataset,
+    weight_epochs,
     weights_dir,
     write_atomic,
 )
@@ -192,7 +194,7 @@ class _Runner:
             device=self.device,
             key=key,
             init_state=init_state,
-            checkpoint_epochs=checkpoints,
+            checkpoint_epochs=weight_epochs(cfg, checkpoints, registry=self.study.registry),
             on_epoch=epoch_cb,
             on_step=lambda s: rep.step(key, s),
         )
@@ -204,8 +206,7 @@ class _Runner:
         key = outcome.key
         if self.write:
             ds = trial_dataset(outcome, coords)
-            if cfg.save_weights or checkpoints:
-                save_weights(outcome, self.out_dir)
+            save_weights(outcome, self.out_dir, keep=cfg.keep_weights)
             write_atomic(ds, self.trial_path(key))
         acc = _final(outcome.history, "test_accuracy")
         self.reporter.trial_end(key, outcome.status, f"test accuracy {acc:.4f}" if not math.isnan(acc) else outcome.reason)
@@ -229,7 +230,7 @@ class _Runner:
 
             return Member(
                 cell.config, cell.seed, key, on_epoch=epoch_end,
-                on_step=lambda s, key=key: rep.step(key, s), checkpoint_epochs=checkpoints.get(cell.key),
+                on_step=lambda s, key=key: rep.step(key, s), checkpoint_epochs=weight_epochs(cell.config, checkpoints.get(cell.key), registry=self.study.registry),
             )
 
         def done(i: int, outcome: TrialOutcome) -> None:
@@ -639,7 +640,7 @@ def _warm_start_state(runner: _Runner, cell: Cell, timeout: float = 3600.0) -> O
         if time.monotonic() > deadline:
             raise FileNotFoundError(f"warm start: {path} did not appear")
         time.sleep(0.5)
-    return torch.load(path, map_location=runner.device, weights_only=True)
+    return load_weights(path, map_location=runner.device)
 
 
 def _queued_or_running(ostudy: optuna.Study, key: str) -> bool:

@@ -3,7 +3,15 @@
 from .combine import combine_grid, combine_search, open_trial, study_attrs
 from .final import final_values
 from .measured import merge_measured, save_measured
-from .trialfile import save_weights, trial_dataset, weights_dir, write_atomic
+from .trialfile import (
+    DamagedWeightsError,
+    load_weights,
+    save_weights,
+    trial_dataset,
+    weight_epochs,
+    weights_dir,
+    write_atomic,
+)
 
 __all__ = [
     "combine_grid",
@@ -14,6 +22,9 @@ __all__ = [
     "open_trial",
     "study_attrs",
     "save_weights",
+    "load_weights",
+    "weight_epochs",
+    "DamagedWeightsError",
     "trial_dataset",
     "weights_dir",
     "write_atomic",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -21,7 +24,13 @@ if TYPE_CHECKING:  # pragma: no cover - results do not depend on the engine at r
 __all__ = [
     "trial_dataset",
     "write_atomic",
+    "netcdf_encoding",
     "save_weights",
+    "load_weights",
+    "weight_epochs",
+    "weights_files_kept",
+    "DamagedWeightsError",
+    "UncheckedWeightsWarning",
     "weights_dir",
     "coord_value",
     "fsync_dir",
@@ -112,19 +121,23 @@ def trial_dataset(
     return ds
 
 
+def netcdf_encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """How lbgap writes ``ds``'s arrays: float arrays compressed and with HDF5's fletcher32 checksum,
+    which HDF5 checks on each read of a chunk, so a damaged file is detected, not combined."""
+    return {
+        name: {"zlib": True, "complevel": 4, "fletcher32": True}
+        for name, var in ds.variables.items()
+        if var.dtype.kind == "f" and var.ndim > 0
+    }
+
+
 def write_atomic(ds: xr.Dataset, path: Path) -> None:
     """Write ``ds`` to ``path`` through a temporary file in the same folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    # fletcher32: HDF5 checks each chunk when it is read, so a damaged file is detected, not combined
-    encoding = {
-        name: {"zlib": True, "complevel": 4, "fletcher32": True}
-        for name, var in ds.variables.items()
-        if var.dtype.kind == "f" and var.ndim > 0
-    }
     try:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=netcdf_encoding(ds))
         replace_durably(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk or an error: no partial file is left behind
@@ -175,20 +188,175 @@ def weights_dir(out_dir: Path, key: str) -> Path:
     return Path(out_dir) / "weights" / key
 
 
-def save_weights(outcome: TrialOutcome, out_dir: Path) -> Path:
-    """Keep initial, final and checkpoint state dicts of a trial (atomic per file)."""
+#: what each trial keeps with ``keep_weights`` (a trial setting): initial and final weights with
+#: ``final`` and ``all``; the checkpoints in the outcome always (warm starts need them)
+KEEP_INITIAL_AND_FINAL = frozenset({"all", "final"})
+
+#: the suffix of the file that records a weights file's SHA-256: ``final.pt`` → ``final.pt.sha256``
+CHECKSUM_SUFFIX = ".sha256"
+
+
+def weight_epochs(
+    cfg: Any,
+    needed: Optional[Iterable[int]] = None,
+    *,
+    registry: Any = None,
+    planned_epochs: Optional[int] = None,
+) -> Optional[set[int]]:
+    """The epochs after which a trial's weights are kept (the engine's ``checkpoint_epochs``): those
+    ``needed`` by other variants' warm starts and, with ``keep_weights: all``, every epoch its plan
+    trains (``planned_epochs``, or the plan its regime plugins give with ``registry``, or
+    ``cfg.epochs``). None when there are none."""
+    epochs = set(needed or ())
+    if getattr(cfg, "keep_weights", "final") == "all":
+        if planned_epochs is None:
+            planned_epochs = _planned_epochs(cfg, registry)
+        epochs.update(range(1, planned_epochs + 1))
+    return epochs or None
+
+
+def weights_files_kept(cfg: Any, planned_epochs: int, needed: Optional[Iterable[int]] = None) -> int:
+    """How many weights files :func:`save_weights` keeps for a trial of ``cfg`` that trains
+    ``planned_epochs`` epochs, with the checkpoints ``needed`` by warm starts (the dry run's disk
+    estimate)."""
+    needed = set(needed or ()) | set(getattr(cfg, "checkpoint_epochs", ()))  # the engine adds the latter
+    epochs = weight_epochs(cfg, needed, planned_epochs=planned_epochs) or set()
+    if getattr(cfg, "keep_weights", "final") in KEEP_INITIAL_AND_FINAL:
+        return 2 + len(epochs)
+    return len(epochs)
+
+
+def _planned_epochs(cfg: Any, registry: Any) -> int:
+    if registry is not None:
+        from ..engine.parts import build_plan  # results do not import the engine otherwise
+
+        try:
+            return int(build_plan(cfg, registry).epochs)
+        except Exception:  # the trial itself reports a bad regime
+            pass
+    return int(cfg.epochs)
+
+
+def save_weights(outcome: TrialOutcome, out_dir: Path, keep: str = "final") -> Optional[Path]:
+    """Keep a trial's weights (atomic per file), each with its SHA-256 in ``<name>.pt.sha256``.
+
+    ``keep`` (the trial's ``keep_weights``): ``final`` and ``all`` keep ``initial.pt`` and
+    ``final.pt``; every checkpoint of the outcome (``all``: every epoch; warm starts: the epochs they
+    start from) is kept as ``epoch_<k>.pt``. With ``none`` only the checkpoints are kept (epoch 0 as
+    ``initial.pt``, where a warm start from epoch 0 looks for it). Returns the trial's weights
+    folder, or None when nothing is kept."""
+    if keep not in ("all", "final", "none"):
+        raise ValueError(f"keep_weights must be all, final or none, not {keep!r}")
+    items: dict[str, Any] = {}
+    if keep in KEEP_INITIAL_AND_FINAL:
+        items = {"initial": outcome.initial_state, "final": outcome.final_state}
+        items.update({f"epoch_{k}": v for k, v in sorted(outcome.checkpoints.items())})
+    else:
+        items = {("initial" if k == 0 else f"epoch_{k}"): v for k, v in sorted(outcome.checkpoints.items())}
+    if not items:
+        return None
     folder = weights_dir(out_dir, outcome.key)
     folder.mkdir(parents=True, exist_ok=True)
-    items = {"initial": outcome.initial_state, "final": outcome.final_state}
-    items.update({f"epoch_{k}": v for k, v in outcome.checkpoints.items()})
     for name, state in items.items():
-        target = folder / f"{name}.pt"
-        tmp = folder / f".{name}.pt.tmp-{os.getpid()}"
-        try:
-            torch.save(state, tmp)
-            replace_durably(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        _save_state(state, folder / f"{name}.pt")
     fsync_dir(folder.parent)  # the trial's folder itself, new in weights/
     return folder
+
+
+def _save_state(state: Any, target: Path) -> None:
+    """``torch.save`` through a temporary file; its checksum file is renamed into place first, so
+    that whoever sees ``target`` also finds the checksum of its bytes."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        _write_text_atomic(checksum_path(target), f"{_sha256_file(tmp)}  {target.name}\n")
+        replace_durably(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="ascii")
+        replace_durably(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_path(weights_file: Path) -> Path:
+    """Where the SHA-256 of ``weights_file`` is recorded (``sha256sum -c`` reads it)."""
+    weights_file = Path(weights_file)
+    return weights_file.with_name(weights_file.name + CHECKSUM_SUFFIX)
+
+
+class DamagedWeightsError(ValueError):
+    """A weights file that is truncated or corrupt: its bytes do not match the SHA-256 recorded when it
+    was written, or PyTorch cannot read it. The message names the file and how to train it again."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = Path(path)
+        self.what = what
+        super().__init__(f"{self.path}: {what}. {retrain_advice(self.path)}")
+
+
+class UncheckedWeightsWarning(UserWarning):
+    """A weights file without a recorded checksum (written before lbgap recorded them) was loaded
+    without being verified."""
+
+
+def retrain_advice(weights_file: Path) -> str:
+    """How to train again the trial that a weights file (``DIR/weights/<key>/<name>.pt``) belongs to."""
+    folder = Path(weights_file).parent
+    key, out_dir = folder.name, folder.parent.parent
+    trial = out_dir / "trials" / f"{key}.nc"
+    return (
+        f"To train trial {key} again, delete {trial} and {folder}/, then run `lbgap study resume {out_dir}` "
+        "(trials that start from its weights are retrained with it)"
+    )
+
+
+def load_weights(path: Path, map_location: Any = "cpu") -> Any:
+    """A state dict saved by :func:`save_weights`, after checking the file's SHA-256 against the one
+    recorded when it was written.
+
+    Raises :class:`FileNotFoundError` for a missing file and :class:`DamagedWeightsError` for a
+    truncated or corrupt one. A file without a recorded checksum (written by an lbgap version that
+    did not record them) is loaded with an :class:`UncheckedWeightsWarning`: PyTorch's own checks
+    still reject most truncated files."""
+    path = Path(path)
+    data = path.read_bytes()
+    recorded = checksum_path(path)
+    if recorded.exists():
+        fields = recorded.read_text(encoding="ascii", errors="replace").split()
+        expected = fields[0].lower() if fields else ""
+        if len(expected) != 64:
+            raise DamagedWeightsError(path, f"its checksum file {recorded.name} is damaged (no SHA-256 in it)")
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise DamagedWeightsError(
+                path,
+                f"the file is truncated or corrupt: its {len(data)} bytes have SHA-256 {actual[:16]}…, "
+                f"not the {expected[:16]}… recorded in {recorded.name} when it was written",
+            )
+    else:
+        warnings.warn(
+            f"{path} has no recorded checksum ({recorded.name}; written by an older lbgap?): loaded unverified",
+            UncheckedWeightsWarning,
+            stacklevel=2,
+        )
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as exc:  # a file damaged before its checksum was taken, or never checked
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise DamagedWeightsError(path, f"PyTorch cannot read it ({reason})") from exc

@@ -18,7 +18,16 @@ import functools
 import re
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from ..plugin import PluginConfig, PluginRecord, nested_fields
 from ..registry import Registry
@@ -135,8 +144,10 @@ class TrialConfigBase(BaseModel):
     """Evaluation settings."""
     weight_distance_first_param: bool = False
     """Also record ‖w_t − w_0‖ of the first parameter tensor only, as Hoffer's code logs."""
-    save_weights: bool = True
-    """Keep each trial's initial and final weights (needed for metrics after the fact)."""
+    keep_weights: Literal["all", "final", "none"] = "final"
+    """Which weights each trial keeps in ``weights/<trial>/``: ``final``, its initial and final weights
+    (what ``lbgap measure`` needs); ``all``, also its weights after every epoch; ``none``, only the
+    checkpoints that another variant's warm start needs (and those of ``checkpoint_epochs``)."""
     checkpoint_epochs: list[int] = []
     """Also keep weights after these epochs (a warm start from epoch k needs k here in its source)."""
     warm_start: Optional[WarmStart] = None
@@ -154,6 +165,19 @@ class TrialConfigBase(BaseModel):
     channels_last: bool = False
     """Keep images and convolution weights in the channels-last memory format (faster convolutions
     on GPUs with tensor cores); no effect on networks without 4-D inputs."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _save_weights_was_renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "save_weights" in data:
+            old = data["save_weights"]
+            new = {True: "final", False: "none"}.get(old) if isinstance(old, bool) else None
+            instead = f"write keep_weights: {new}" if new else "write keep_weights: final (or all, or none)"
+            raise ValueError(
+                f"save_weights was replaced by keep_weights (all | final | none): {instead} "
+                "instead of save_weights: " + ("true" if old is True else "false" if old is False else repr(old))
+            )
+        return data
 
     @field_validator("checkpoint_epochs")
     @classmethod

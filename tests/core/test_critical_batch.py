@@ -276,7 +276,7 @@ base:
   optimizer: {name: sgd, lr: 0.2, momentum: 0.9}
   batch_size: 32
   epochs: 20
-  save_weights: false
+  keep_weights: none
   target: {metric: train_loss, value: 0.3, every_steps: 1, stop: true}
   metrics: [{name: sgd_noise_scale}]
 grid:

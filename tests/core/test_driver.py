@@ -20,7 +20,7 @@ base:
   optimizer: {name: sgd, lr: 0.1}
   batch_size: 32
   epochs: 2
-  save_weights: false
+  keep_weights: none
 variants:
   a: {}
   b: {optimizer: {lr: 0.02}}
@@ -105,7 +105,7 @@ base:
   optimizer: {name: sgd, lr: 0.1}
   batch_size: 32
   epochs: 3
-  save_weights: false
+  keep_weights: none
 seeds: [0, 1]
 search:
   params:
@@ -225,7 +225,7 @@ seeds: [0]
 def test_warm_start_starts_from_the_source_checkpoint(toy_registry, tmp_path):
     import torch
 
-    text = FAST.replace("  save_weights: false\n", "").replace(
+    text = FAST.replace("  keep_weights: none\n", "").replace(
         "b: {optimizer: {lr: 0.02}}", "b: {warm_start: {variant: a, epochs: 1}}"
     ).replace("grid:\n  batch_size: [16, 64]\n", "")
     run_study(_study(toy_registry, text), tmp_path, device="cpu")

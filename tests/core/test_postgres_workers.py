@@ -21,7 +21,7 @@ base:
   optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
   batch_size: 64
   epochs: 3
-  save_weights: false
+  keep_weights: none
 variants:
   sb: {}
   lb: {batch_size: 512}

@@ -202,6 +202,161 @@ def test_weights_are_fsynced(tmp_path, monkeypatch):
     assert (str(tmp_path / "weights"), True) in synced  # the trial's new folder
 
 
+# ------------------------------------------------------------------ which weights are kept, and checked
+
+KEEP = """\
+study: keep
+base:
+  dataset: {name: digits}
+  model: {name: mlp, hidden: [16]}
+  optimizer: {name: sgd, lr: 0.1}
+  batch_size: 256
+  epochs: 2
+variants:
+  every: {keep_weights: all}
+  default: {}
+  nothing: {keep_weights: none}
+  from_nothing: {keep_weights: none, warm_start: {variant: nothing, epochs: 1}}
+seeds: [0]
+"""
+
+
+def _kept(out):
+    return {p.name: sorted(f.name for f in p.iterdir()) for p in sorted((out / "weights").iterdir())}
+
+
+@pytest.mark.parametrize("vectorize", ["auto", "off"])
+def test_keep_weights_all_final_none(reg, tmp_path, vectorize):
+    from lbgap.driver.dryrun import dry_run
+
+    study = load_study_text(KEEP, str(tmp_path / "s.yaml"), reg)
+    summary = run_study(study, tmp_path / "out", device="cpu", vectorize=vectorize)
+    assert summary.failed == [] and summary.trained == 4
+    kept = _kept(tmp_path / "out")
+
+    def files(*names):
+        return sorted([f"{n}.pt" for n in names] + [f"{n}.pt.sha256" for n in names])
+
+    assert kept == {
+        "default,seed=0": files("final", "initial"),
+        "every,seed=0": files("epoch_1", "epoch_2", "final", "initial"),
+        "nothing,seed=0": files("epoch_1"),  # only what from_nothing starts from
+    }
+    # the dry run counts the same files
+    report = dry_run(study, device=torch.device("cpu"), steps=2)
+    assert report.disk_estimate().weights_files == sum(n.endswith(".pt") for f in kept.values() for n in f)
+
+
+def test_keep_weights_none_keeps_the_initial_weights_a_warm_start_from_epoch_0_needs(reg, tmp_path):
+    text = KEEP.replace("epochs: 1}", "epochs: 0}").replace("  every: {keep_weights: all}\n  default: {}\n", "")
+    run_study(load_study_text(text, str(tmp_path / "s.yaml"), reg), tmp_path / "out", device="cpu")
+    assert _kept(tmp_path / "out") == {"nothing,seed=0": ["initial.pt", "initial.pt.sha256"]}
+
+
+def test_save_weights_is_refused_with_its_replacement(reg, tmp_path):
+    from lbgap.spec import SpecError
+
+    for old, new in (("false", "none"), ("true", "final")):
+        with pytest.raises(SpecError, match=f"save_weights was replaced by keep_weights.*keep_weights: {new}"):
+            load_study_text(SPEC.replace("  epochs: 1\n", f"  epochs: 1\n  save_weights: {old}\n"),
+                            str(tmp_path / "s.yaml"), reg)
+
+
+def test_weights_carry_a_checksum_that_sha256sum_reads(tmp_path):
+    import hashlib
+
+    from lbgap.results import load_weights
+
+    state = {"w": torch.arange(4.0)}
+    outcome = SimpleNamespace(key="k", initial_state=state, final_state=state, checkpoints={})
+    folder = save_weights(outcome, tmp_path)
+    digest, name = (folder / "final.pt.sha256").read_text().split()
+    assert name == "final.pt" and digest == hashlib.sha256((folder / "final.pt").read_bytes()).hexdigest()
+    assert torch.equal(load_weights(folder / "final.pt")["w"], state["w"])
+
+
+def _saved(tmp_path, key="sb,seed=0"):
+    state = {"w": torch.arange(1000.0)}
+    outcome = SimpleNamespace(key=key, initial_state=state, final_state=state, checkpoints={})
+    return save_weights(outcome, tmp_path) / "final.pt"
+
+
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[data.find(np.float32(1.0).tobytes()) + 3] ^= 0xFF  # the tensor's second value, 1.0 → -4.0
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_a_weights_file_is_found(tmp_path):
+    from lbgap.results import DamagedWeightsError, load_weights
+
+    path = _saved(tmp_path)
+    _flip_a_byte(path)
+    assert torch.load(path, weights_only=True)["w"][1] == -4.0  # PyTorch alone does not notice
+    with pytest.raises(DamagedWeightsError) as info:
+        load_weights(path)
+    text = str(info.value)
+    assert str(path) in text and "truncated or corrupt" in text and "final.pt.sha256" in text
+    assert f"delete {tmp_path / 'trials' / 'sb,seed=0.nc'} and {path.parent}/" in text
+    assert f"lbgap study resume {tmp_path}" in text
+
+
+def test_a_truncated_weights_file_is_found(tmp_path):
+    from lbgap.results import DamagedWeightsError, load_weights
+
+    path = _saved(tmp_path)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DamagedWeightsError, match="truncated or corrupt"):
+        load_weights(path)
+
+
+def test_a_weights_file_without_a_checksum_loads_with_a_warning(tmp_path):
+    """Weights written before checksums were recorded are used, with a warning naming the file; a
+    truncated one is still refused (PyTorch cannot read it) with the same advice."""
+    from lbgap.results import DamagedWeightsError, load_weights
+    from lbgap.results.trialfile import UncheckedWeightsWarning
+
+    path = _saved(tmp_path)
+    (path.parent / "final.pt.sha256").unlink()
+    with pytest.warns(UncheckedWeightsWarning, match="final.pt has no recorded checksum"):
+        assert load_weights(path)["w"][1] == 1.0
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.warns(UncheckedWeightsWarning), pytest.raises(DamagedWeightsError, match="PyTorch cannot read it"):
+        load_weights(path)
+
+
+def test_a_damaged_checksum_file_is_said(tmp_path):
+    from lbgap.results import DamagedWeightsError, load_weights
+
+    path = _saved(tmp_path)
+    (path.parent / "final.pt.sha256").write_text("")
+    with pytest.raises(DamagedWeightsError, match="checksum file final.pt.sha256 is damaged"):
+        load_weights(path)
+
+
+def test_measure_names_a_damaged_weights_file(reg, tmp_path):
+    out = tmp_path / "out"
+    run_study(_study(reg, tmp_path), out, device="cpu")
+    path = out / "weights" / "lb,seed=0" / "final.pt"
+    _flip_a_byte(path)
+    with pytest.raises(MeasureError, match="truncated or corrupt") as info:
+        measure_study(out, [{"name": "minimizer_distance"}], reference_variant="sb", registry=reg)
+    assert str(path) in str(info.value) and f"lbgap study resume {out}" in str(info.value)
+
+
+def test_a_warm_start_from_a_damaged_checkpoint_fails_with_the_file_named(reg, tmp_path):
+    text = KEEP.replace("  every: {keep_weights: all}\n  default: {}\n", "")
+    out = tmp_path / "out"
+    run_study(load_study_text(text, str(tmp_path / "s.yaml"), reg), out, device="cpu", max_trials=1)
+    path = out / "weights" / "nothing,seed=0" / "epoch_1.pt"
+    path.write_bytes(path.read_bytes()[:-100])
+    summary = run_study(load_study_text(text, str(tmp_path / "s.yaml"), reg), out, device="cpu")
+    assert summary.failed == ["from_nothing,seed=0"]
+    with xr.open_dataset(out / "results.nc") as ds:
+        reason = str(ds["status_reason"].sel(variant="from_nothing", seed=0).values)
+    assert str(path) in reason and "truncated or corrupt" in reason
+
+
 # ------------------------------------------------------------------ Optuna's record
 
 
@@ -324,7 +479,7 @@ def test_the_dry_run_estimates_the_disk_a_study_writes(reg, tmp_path, monkeypatc
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 1000, 1000))
     warning = report.disk_warning(tmp_path / "new" / "folder")
-    assert "only 1.0 KB is free" in warning and "save_weights" in warning
+    assert "only 1.0 KB is free" in warning and "keep_weights" in warning
 
 
 # ------------------------------------------------------------------ full disk, signals (end to end)

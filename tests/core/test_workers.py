@@ -48,7 +48,7 @@ base:
   optimizer: {name: sgd, lr: 0.1, momentum: 0.9}
   batch_size: 64
   epochs: 60
-  save_weights: false
+  keep_weights: none
 variants:
   sb: {}
   lb: {batch_size: 512}

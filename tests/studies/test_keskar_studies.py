@@ -144,7 +144,7 @@ def test_sb_lb_studies_follow_keskars_protocol(name, registry):
         assert sorted(sharp.spaces) == ["full", "random"] and sharp.subspace_dim == 100
         assert sharp.subspace_matrix == "gaussian", "unnormalised random columns, as Keskar's Table 4"
         assert sharp.split == "train" and sharp.bn_mode == "batch"
-        assert cfg.save_weights, "the interpolation between the minimizers needs the final weights"
+        assert cfg.keep_weights != "none", "the interpolation between the minimizers needs the final weights"
     assert _small_batch_ok(sb, paper_scale)
     assert _large_batch_ok(lb)
     assert lb.batch_size >= 16 * sb.batch_size  # the paper: 5,000 / 256 = 19.5 (CIFAR) to 282 (TIMIT)
