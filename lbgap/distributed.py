@@ -20,33 +20,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["launch_command", "main"]
-
-
-def launch_command(
-    out_dir: Path, key: str, nproc: int, device: str, *, search_params: Optional[dict[str, Any]] = None
-) -> list[str]:
-    """The ``torchrun`` command that trains one cell on ``nproc`` processes (one seed of a search
-    trial when ``search_params``, the trial's Optuna parameters, are given)."""
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "lbgap.distributed", str(out_dir), key, "--device", device,
-    ]
-    if search_params is not None:
-        cmd += ["--search-params", json.dumps(search_params)]
-    return cmd
+__all__ = ["main"]
 
 
 def main(argv: list[str]) -> int:
-    from .driver.progress import NullReporter
-    from .driver.run import _Runner, _source_key, _warm_start_state, resolve_device, search_trial_config
-    from .registry import get_registry
-    from .spec import load_study
+    from .driver.rank import train_rank
+    from .driver.runner import resolve_device
 
     ap = argparse.ArgumentParser(prog="lbgap.distributed")
     ap.add_argument("out_dir", type=Path)
@@ -62,22 +45,8 @@ def main(argv: list[str]) -> int:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
-        study = load_study(args.out_dir / "spec.yaml", get_registry())
-        runner = _Runner(study, args.out_dir, device, NullReporter())
-        runner.write = rank == 0
-        if args.search_params is not None:
-            cfg, seed, coords = search_trial_config(study, args.key, json.loads(args.search_params))
-            runner.train(cfg, seed, args.key, coords)
-        else:
-            cells = {c.key: c for c in study.cells()}
-            cell = cells[args.key]
-            needs = {c.config.warm_start.epochs for c in cells.values() if _source_key(c) == cell.key}
-            runner.train(
-                cell.config, cell.seed, cell.key,
-                {"variant": cell.variant, **dict(cell.point), "seed": cell.seed},
-                init_state=_warm_start_state(runner, cell),
-                checkpoints=needs or None,
-            )
+        params = json.loads(args.search_params) if args.search_params is not None else None
+        train_rank(args.out_dir, args.key, device, rank, params)
         dist.barrier()
     finally:
         dist.destroy_process_group()

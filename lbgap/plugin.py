@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict
 
@@ -38,6 +38,9 @@ __all__ = [
     "NoisePlugin",
     "MetricPlugin",
     "StoppingPlugin",
+    "PluginKind",
+    "KINDS",
+    "KIND_BY_NAME",
     "PLUGIN_KINDS",
 ]
 
@@ -51,9 +54,6 @@ class PluginConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-
-#: kinds whose ``build`` takes only the configuration
-_NESTABLE = ("schedule", "regime", "noise", "metric", "stopping")
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,9 @@ class Nested:
     kind: str
 
     def __post_init__(self) -> None:
-        if self.kind not in _NESTABLE:
-            raise ValueError(
-                f"plugins of kind {self.kind!r} cannot be nested; nestable: {', '.join(_NESTABLE)}"
-            )
+        nestable = [k.name for k in KINDS if k.plain]
+        if self.kind not in nestable:
+            raise ValueError(f"plugins of kind {self.kind!r} cannot be nested; nestable: {', '.join(nestable)}")
 
 
 def nested_fields(config: type[BaseModel]) -> dict[str, str]:
@@ -206,16 +205,76 @@ class StoppingPlugin(PluginRecord):
     kind: ClassVar[str] = "stopping"
 
 
-PLUGIN_KINDS: dict[str, type[PluginRecord]] = {
-    cls.kind: cls
-    for cls in (
-        ModelPlugin,
-        DatasetPlugin,
-        OptimizerPlugin,
-        SchedulePlugin,
-        RegimePlugin,
-        NoisePlugin,
-        MetricPlugin,
-        StoppingPlugin,
-    )
-}
+@dataclass(frozen=True)
+class PluginKind:
+    """One kind of plugin, declared once: the registry, the study spec, the engine's parts and the
+    docs are derived from :data:`KINDS`, so adding a kind is one entry there (plus its record
+    class, its registration hook in :mod:`lbgap.hookspecs` and the engine's use of it)."""
+
+    #: the kind's name (``PluginRecord.kind``)
+    name: str
+    #: the record type its registration hook returns
+    record: type[PluginRecord]
+    #: the registration hook (``lbgap_register_*``) that returns the kind's records
+    hook: str
+    #: the trial-config field (and study-file key) that selects plugins of this kind
+    field: str
+    #: whether that field holds a list of plugins (applied in order) or exactly one
+    many: bool
+    #: what the field is, for the spec's documentation and JSON Schema
+    doc: str
+    #: how the engine receives a built plugin (for the docs)
+    engine: str
+    #: the configuration used when a study leaves the field out (None: the field is required)
+    default: Optional[dict[str, Any]] = None
+    #: whether the built objects only need their configuration, so that another plugin can hold
+    #: them (:class:`Nested`), and whether the registry marks them with their record (messages and
+    #: the results' ``source`` name the plugin)
+    plain: bool = True
+
+
+KINDS: tuple[PluginKind, ...] = (
+    PluginKind(
+        "dataset", DatasetPlugin, "lbgap_register_datasets", "dataset", False, "The data set.",
+        "build(config, seed=, device=) -> InMemoryData, once per trial", plain=False,
+    ),
+    PluginKind(
+        "model", ModelPlugin, "lbgap_register_models", "model", False, "The network.",
+        "build(config, info=) -> torch.nn.Module, moved to the trial's device", plain=False,
+    ),
+    PluginKind(
+        "optimizer", OptimizerPlugin, "lbgap_register_optimizers", "optimizer", False,
+        "The optimizer (its lr is the base learning rate).",
+        "build(config, params) -> torch.optim.Optimizer over the model's parameters", plain=False,
+    ),
+    PluginKind(
+        "schedule", SchedulePlugin, "lbgap_register_schedules", "schedule", False, "The learning-rate schedule.",
+        "build(config) -> Schedule; its multiplier of the base lr is set before every step",
+        default={"name": "constant"},
+    ),
+    PluginKind(
+        "regime", RegimePlugin, "lbgap_register_regimes", "regime", True,
+        "Training-plan transforms applied in order (LR scaling, regime adaptation).",
+        "build(config) -> callable(TrainingPlan) -> TrainingPlan, applied in order before training",
+    ),
+    PluginKind(
+        "noise", NoisePlugin, "lbgap_register_noise", "noise", True, "Noise injectors.",
+        "build(config) -> object with lifecycle hooks, registered with pluggy for the trial",
+    ),
+    PluginKind(
+        "metric", MetricPlugin, "lbgap_register_metrics", "metrics", True,
+        "Measurements during or after training.",
+        "build(config) -> Metric, computed at its epochs with a MeasureContext",
+    ),
+    PluginKind(
+        "stopping", StoppingPlugin, "lbgap_register_stopping", "stopping", True,
+        "Stopping rules, checked at the end of every epoch.",
+        "build(config) -> StoppingRule, asked after every epoch",
+    ),
+)
+
+#: kind name → its declaration
+KIND_BY_NAME: dict[str, PluginKind] = {k.name: k for k in KINDS}
+
+#: kind name → record type
+PLUGIN_KINDS: dict[str, type[PluginRecord]] = {k.name: k.record for k in KINDS}

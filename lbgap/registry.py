@@ -21,7 +21,8 @@ from typing import Any, Optional
 import pluggy
 
 from . import hookspecs
-from .plugin import PLUGIN_KINDS, PluginRecord, nested_fields
+from .configmodel import plugin_config_model
+from .plugin import KINDS, PLUGIN_KINDS, PluginRecord, nested_fields
 
 __all__ = [
     "Registry",
@@ -36,17 +37,8 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "lbgap"
 
-#: registration hook name per plugin kind
-REGISTER_HOOKS: dict[str, str] = {
-    "model": "lbgap_register_models",
-    "dataset": "lbgap_register_datasets",
-    "optimizer": "lbgap_register_optimizers",
-    "schedule": "lbgap_register_schedules",
-    "regime": "lbgap_register_regimes",
-    "noise": "lbgap_register_noise",
-    "metric": "lbgap_register_metrics",
-    "stopping": "lbgap_register_stopping",
-}
+#: registration hook name per plugin kind (from :data:`lbgap.plugin.KINDS`)
+REGISTER_HOOKS: dict[str, str] = {k.name: k.hook for k in KINDS}
 
 
 class DuplicatePluginError(RuntimeError):
@@ -118,8 +110,6 @@ class Registry:
     def _validated(self, kind: str, entry: Any) -> Any:
         if not isinstance(entry, dict):
             return entry
-        from .spec.model import plugin_config_model  # the spec models are built from a registry
-
         name = entry.get("name")
         return plugin_config_model(self.get(kind, str(name)), self).model_validate(entry)
 
@@ -226,7 +216,7 @@ class Registry:
 
 
 #: kinds whose built objects are marked with their record (they write results or implement hooks)
-_STAMPED = ("schedule", "regime", "noise", "metric", "stopping")
+_STAMPED = tuple(k.name for k in KINDS if k.plain)
 
 
 def _canonical(dist_name: str) -> str:

@@ -23,7 +23,8 @@ from ..engine.probe import ProbeError, ProbeResult, probe
 from ..results.trialfile import weights_files_kept
 from ..spec.load import Study, cell_key
 from ..spec.merge import split_path
-from .run import queue_order, search_budget
+from .cells import queue_order
+from .search import search_budget
 
 __all__ = ["Check", "CheckResult", "DiskEstimate", "DryRunReport", "plan_checks", "dry_run", "metric_names"]
 
@@ -119,7 +120,7 @@ class DryRunReport:
         A grid study's estimate is one number (least = most); a search's trials take between
         its fastest and its slowest probe's estimate. None if a probe failed. With several
         workers, each takes the next queued trial (in the order a run with workers queues
-        them: :func:`~lbgap.driver.run.queue_order`) when it is free, and is assumed to train as fast as the probe did alone; a search trains one
+        them: :func:`~lbgap.driver.cells.queue_order`) when it is free, and is assumed to train as fast as the probe did alone; a search trains one
         trial at a time whatever ``jobs`` is.
         """
         if self.failed or not self.results:

@@ -52,13 +52,18 @@ class GroupPlanner:
             return None
         if cfg.target is not None and cfg.target.stop:  # it may end within an epoch
             return None
-        from .run import planned_epochs
+        from ..engine.parts import build_plan
 
+        try:
+            plan = build_plan(cfg, self.study.registry)
+        except Exception:  # the trial itself will report a bad regime
+            return None
         shared = {
             "dataset": cfg.dataset.model_dump(mode="json"),
             "model": cfg.model.model_dump(mode="json"),
-            "batch_size": cfg.batch_size,
-            "epochs": planned_epochs(self.study, cell),
+            # members share every step's batch: the same batch size in every epoch (batch schedules)
+            "batch_sizes": list(plan.batch_sizes()),
+            "epochs": plan.epochs,
             "per_step": [cfg.drop_last, cfg.shuffle, cfg.deterministic, cfg.precision, cfg.channels_last],
         }
         key = json.dumps(shared, sort_keys=True, default=str)

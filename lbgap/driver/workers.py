@@ -4,7 +4,7 @@ The run that holds the output folder (the parent) prepares the study and queues 
 then starts N - 1 worker processes (``multiprocessing``, *spawn* context) and trains beside
 them as the N-th. Every one of them opens the same embedded journal (``DIR/optuna.journal``,
 shared through Optuna's file lock; see :mod:`lbgap.driver.storage`) and runs the very loop
-of a single-process run (:func:`lbgap.driver.run._grid_loop`): take a queued cell with
+of a single-process run (:func:`lbgap.driver.gridloop.grid_loop`): take a queued cell with
 ``ask()``, train it on ``threads`` torch threads, write its file, ``tell()``. There is no
 scheduler of our own: the queue is Optuna's.
 
@@ -222,7 +222,10 @@ def worker_main(job: _WorkerJob, conn: Connection, taken: Any, gate: Any) -> Non
         import torch
 
         from ..spec.load import load_study_text
-        from .run import _grid_loop, _GridPlan, _optuna_study, _Runner, resolve_device
+        from .cells import GridPlan
+        from .gridloop import grid_loop
+        from .optuna_study import open_optuna_study
+        from .runner import Runner, resolve_device
         from .storage import folder_lock
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -233,14 +236,14 @@ def worker_main(job: _WorkerJob, conn: Connection, taken: Any, gate: Any) -> Non
         if study.spec_hash != job.spec_hash:
             raise RuntimeError(f"the worker read another spec (hash {study.spec_hash[:12]} ≠ {job.spec_hash[:12]})")
         out_dir = Path(job.out_dir)
-        runner = _Runner(study, out_dir, resolve_device(job.device), _PipeReporter(conn), vectorize=job.vectorize)
+        runner = Runner(study, out_dir, resolve_device(job.device), _PipeReporter(conn), vectorize=job.vectorize)
         with folder_lock(out_dir):  # the gate: see _close_gate
             if gate[0]:
                 conn.send(("done", 0, [], []))
                 return
             gate[job.index] = 1
-        ostudy = _optuna_study(study, out_dir, job.storage_url, "maximize", fail_stale=False)
-        trained, failed, diverged = _grid_loop(study, _GridPlan.of(study), runner, ostudy, job.max_trials, taken)
+        ostudy = open_optuna_study(study, out_dir, job.storage_url, "maximize", fail_stale=False)
+        trained, failed, diverged = grid_loop(study, GridPlan.of(study), runner, ostudy, job.max_trials, taken)
         conn.send(("done", trained, failed, diverged))
     except KeyboardInterrupt:
         _send_last(conn, ("interrupted",))

@@ -13,10 +13,9 @@ errors). Names that become parts of paths (the study, its variants) match
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (
     BaseModel,
@@ -29,7 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..plugin import PluginConfig, PluginRecord, nested_fields
+from ..configmodel import config_union, plugin_config_model
+from ..plugin import KINDS, PluginRecord
 from ..registry import Registry
 
 __all__ = [
@@ -187,98 +187,47 @@ class TrialConfigBase(BaseModel):
         return sorted(set(v))
 
 
-def plugin_config_model(rec: PluginRecord, reg: Optional[Registry] = None) -> type[BaseModel]:
-    """The record's configuration model with ``name: Literal[rec.name]`` added.
-
-    A configuration with :class:`~lbgap.plugin.Nested` fields needs the
-    registry: each such field becomes a list of the registry's plugin
-    configurations of its kind (those without nested fields of their own).
-    """
-    named = _named_config(rec.kind, rec.name, rec.config)
-    nested = nested_fields(rec.config)
-    if not nested:
-        return named
-    if reg is None:
-        raise ValueError(f"{rec.kind} plugin {rec.name!r} holds other plugins: its model needs the registry")
-    cache: dict[tuple[str, str], type[BaseModel]] = reg.__dict__.setdefault("_nested_models", {})
-    key = (rec.kind, rec.name)
-    if key not in cache:
-        fields: dict[str, Any] = {}
-        for field_name, kind in nested.items():
-            union = _union(reg, kind, flat=True)
-            tp = list[union] if union is not None else Annotated[list[Any], Field(max_length=0)]
-            fields[field_name] = (tp, copy.copy(rec.config.model_fields[field_name]))
-        cache[key] = create_model(f"{rec.kind.capitalize()}_{rec.name}_", __base__=named, **fields)
-    return cache[key]
-
-
-@functools.cache
-def _named_config(kind: str, name: str, config: type[PluginConfig]) -> type[BaseModel]:
-    title = f"{kind}:{name}"
-    model = create_model(
-        f"{kind.capitalize()}_{name}",
-        __base__=config,
-        name=(Literal[name], Field(description=f"the {kind} plugin to use")),
-    )
-    # finite numbers unless the plugin's own configuration says otherwise
-    model.model_config = {"allow_inf_nan": False, **config.model_config, "title": title}
-    model.model_rebuild(force=True)
-    return model
-
-
-def _union(reg: Registry, kind: str, *, flat: bool = False) -> Any:
-    """The discriminated union of the registry's ``kind`` configurations (``flat``: only
-    those without nested plugins)."""
-    records = [r for r in reg.of_kind(kind).values() if not (flat and nested_fields(r.config))]
-    models = [plugin_config_model(r, reg) for r in records]
-    if not models:
-        return None
-    if len(models) == 1:
-        return models[0]
-    return Annotated[Union[tuple(models)], Field(discriminator="name")]
-
-
-_KIND_FIELDS: dict[str, tuple[str, bool, str]] = {
-    # field: (kind, is_list, doc)
-    "dataset": ("dataset", False, "The data set."),
-    "model": ("model", False, "The network."),
-    "optimizer": ("optimizer", False, "The optimizer (its lr is the base learning rate)."),
-    "schedule": ("schedule", False, "The learning-rate schedule."),
-    "regime": ("regime", True, "Training-plan transforms applied in order (LR scaling, regime adaptation)."),
-    "noise": ("noise", True, "Noise injectors."),
-    "metrics": ("metric", True, "Measurements during or after training."),
-    "stopping": ("stopping", True, "Stopping rules, checked at the end of every epoch."),
-}
-
-#: default plugin config used when a field is omitted (only where a default exists)
-_DEFAULTS: dict[str, dict[str, Any]] = {"schedule": {"name": "constant"}}
+#: spec field → (kind, holds a list, doc), derived from :data:`lbgap.plugin.KINDS`
+_KIND_FIELDS: dict[str, tuple[str, bool, str]] = {k.field: (k.name, k.many, k.doc) for k in KINDS}
 
 
 def trial_config_model(reg: Registry) -> type[TrialConfigBase]:
-    """Build (and cache per registry) the model of a resolved trial config."""
-    cached = getattr(reg, "_trial_model", None)
-    if cached is not None:
-        return cached
+    """The model of a resolved trial config: one field per plugin kind (:data:`lbgap.plugin.KINDS`),
+    a discriminated union of the registry's configurations of that kind (cached per set of
+    installed plugins)."""
+    return _trial_config_model(tuple(tuple(reg.of_kind(k.name).values()) for k in KINDS))
+
+
+@functools.lru_cache(maxsize=32)
+def _trial_config_model(records: tuple[tuple[PluginRecord, ...], ...]) -> type[TrialConfigBase]:
+    reg = _Records({k.name: {r.name: r for r in recs} for k, recs in zip(KINDS, records, strict=True)})
     fields: dict[str, Any] = {}
-    for field_name, (kind, is_list, doc) in _KIND_FIELDS.items():
-        union = _union(reg, kind)
+    for kind in KINDS:
+        union = config_union(reg, kind.name)
         if union is None:
-            if is_list:
-                fields[field_name] = (list[Any], Field(default_factory=list, max_length=0, description=doc))
+            if kind.many:
+                fields[kind.field] = (list[Any], Field(default_factory=list, max_length=0, description=kind.doc))
             continue
-        if is_list:
-            fields[field_name] = (list[union], Field(default_factory=list, description=doc))
-        elif field_name in _DEFAULTS and _DEFAULTS[field_name]["name"] in reg.of_kind(kind):
-            default = _DEFAULTS[field_name]
-            fields[field_name] = (
+        if kind.many:
+            fields[kind.field] = (list[union], Field(default_factory=list, description=kind.doc))
+        elif kind.default is not None and kind.default["name"] in reg.of_kind(kind.name):
+            fields[kind.field] = (
                 union,
-                Field(default_factory=lambda d=default, u=union: _validate(u, d), description=doc),
+                Field(default_factory=lambda d=kind.default, u=union: _validate(u, d), description=kind.doc),
             )
         else:
-            fields[field_name] = (union, Field(description=doc))
-    model = create_model("TrialConfig", __base__=TrialConfigBase, **fields)
-    reg._trial_model = model  # type: ignore[attr-defined]
-    return model
+            fields[kind.field] = (union, Field(description=kind.doc))
+    return create_model("TrialConfig", __base__=TrialConfigBase, **fields)
+
+
+class _Records:
+    """Records by kind and name: what the models need of a registry."""
+
+    def __init__(self, records: dict[str, dict[str, PluginRecord]]) -> None:
+        self.records = records
+
+    def of_kind(self, kind: str) -> dict[str, PluginRecord]:
+        return self.records.get(kind, {})
 
 
 def _validate(tp: Any, value: Any) -> Any:

@@ -15,7 +15,7 @@ import torch
 import xarray as xr
 from optuna.trial import TrialState
 
-import lbgap.driver.run as run_mod
+import lbgap.driver.gridloop as grid_mod
 import lbgap.driver.storage as storage_mod
 from lbgap.driver.run import run_study
 from lbgap.driver.storage import StorageError, claim_folder, fail_stale_trials, make_storage, resolve_url
@@ -395,7 +395,7 @@ def test_resume_repairs_the_record_of_a_trial_killed_before_telling_optuna(reg, 
         raise SystemExit("killed")
 
     with monkeypatch.context() as m:
-        m.setattr(run_mod, "_record", die)
+        m.setattr(grid_mod, "_record", die)
         with pytest.raises(SystemExit):
             run_study(_study(reg, tmp_path), out, device="cpu", vectorize="off")
     written = sorted(p.name for p in (out / "trials").glob("*.nc"))

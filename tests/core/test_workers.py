@@ -84,7 +84,7 @@ def test_max_trials_holds_for_the_workers_together(toy_registry, tmp_path):
 
 
 def test_a_trial_warm_started_from_a_failed_source_does_not_wait_for_it(toy_registry, tmp_path, monkeypatch):
-    import lbgap.driver.run as run_module
+    import lbgap.driver.runner as run_module
 
     real = run_module.run_trial
 

@@ -1,0 +1,39 @@
+"""The study's output folder: claimed for one study and spec (study.json, spec.yaml)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+from ..spec.load import Study
+
+__all__ = ["StudyFolderError", "prepare_folder"]
+
+
+class StudyFolderError(Exception):
+    """The output folder belongs to another study or spec."""
+
+
+def prepare_folder(study: Study, out_dir: Path, storage_url: Optional[str]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = out_dir / "study.json"
+    meta = {"study": study.name, "spec_sha256": study.spec_hash, "storage": storage_url}
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old.get("spec_sha256") != study.spec_hash:
+            raise StudyFolderError(
+                f"{out_dir} holds results of another version of the study (spec hash {old.get('spec_sha256', '?')[:12]} "
+                f"≠ {study.spec_hash[:12]}); choose another --out or delete the folder"
+            )
+    else:
+        tmp = meta_path.with_name(f".study.json.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(meta_path)
+    spec_copy = out_dir / "spec.yaml"
+    if not spec_copy.exists():
+        tmp = spec_copy.with_name(f".spec.yaml.tmp-{os.getpid()}")
+        tmp.write_text(study.text or Path(study.file).read_text())
+        tmp.replace(spec_copy)
+
