@@ -76,6 +76,22 @@ def test_planner_groups_what_may_train_together():
     assert all(v is None for v in map(GroupPlanner(study, study_device, "off").key, study.cells()))
 
 
+def test_a_batch_schedule_groups_only_with_the_same_schedule():
+    import torch
+
+    text = SPEC.replace(
+        "  warm: {warm_start: {variant: sb, epochs: 1}}",
+        "  grow: {regime: [{name: increase_batch, milestones: [1], factor: 2}]}\n"
+        "  grow_lr: {optimizer: {lr: 0.02}, regime: [{name: increase_batch, milestones: [1], factor: 2}]}",
+    )
+    study = _study(text)
+    keys = {c.key: GroupPlanner(study, torch.device("cpu")).key(c) for c in study.cells()}
+    by_variant = {v: {keys[k] for k in keys if k.startswith(v + ",")} for v in ("sb", "lr", "grow", "grow_lr")}
+    assert all(len(s) == 1 and None not in s for s in by_variant.values())
+    assert by_variant["grow"] == by_variant["grow_lr"]  # one schedule of batch sizes: one group
+    assert by_variant["grow"] != by_variant["sb"] == by_variant["lr"]  # the batch differs from epoch 2 on
+
+
 def test_grouped_study_equals_one_at_a_time(tmp_path):
     study = _study()
     events = _Events()
