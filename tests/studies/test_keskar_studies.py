@@ -1,12 +1,13 @@
 """Keskar et al. (2017), Dinh et al. (2017) and Nishtala (2020) studies.
 
-Fast tests check that each study file encodes the papers' protocol (Adam, the small batch and
-the large batch as fractions of the training set, training until the loss stops improving,
-Keras BatchNorm mode=2 at evaluation, the sharpness settings, the warm-start dependencies) and
-that the paper-scale files start: their networks have the papers' parameter counts, their
-data sets, absent here, fail with a message that names the missing files, and with small synthetic
-files in the documented layouts (the real MNIST subset for MNIST) every variant starts under a dry
-run; so do Hoffer's and Li's paper-scale files.
+Fast tests check each resolved study against the papers' protocol (Adam, the small batch and the
+large batch as fractions of the training set, training until the loss stops improving, Keras
+BatchNorm mode=2 at evaluation, the sharpness settings, the warm-start dependencies), wherever a
+setting is written (the paper-scale SB/LB files take the protocol from
+studies/bases/keskar_sb_lb_protocol.yaml), and that the paper-scale files start: their networks have
+the papers' parameter counts, their data sets, absent here, fail with a message that names the
+missing files, and with small synthetic files in the documented layouts (the real MNIST subset for
+MNIST) every variant starts under a dry run; so do Hoffer's and Li's paper-scale files.
 
 Slow tests run the CPU-scale studies and check the papers' qualitative claims.
 """
@@ -273,8 +274,9 @@ def test_cpu_studies_read_the_mnist_subset_relative_to_the_repository(registry, 
     assert study.variants["lb"].batch_size == parts.data.n_train // 10
 
 
-def test_batch_sweep_covers_six_batch_sizes_with_one_protocol(registry):
-    study = _study("keskar_batch_sweep", registry)
+@pytest.mark.parametrize("name,paper_scale", [("keskar_batch_sweep", False), ("keskar_batch_sweep_paper", True)])
+def test_batch_sweep_covers_six_batch_sizes_with_one_protocol(name, paper_scale, registry):
+    study = _study(name, registry)
     sizes = study.grid_values["batch_size"]
     assert len(set(sizes)) >= 6 and max(sizes) >= 16 * min(sizes)
     configs = [c.config for c in study.cells()]
@@ -289,42 +291,36 @@ def test_batch_sweep_covers_six_batch_sizes_with_one_protocol(registry):
     # the sweep brackets keskar_sb_lb's large batch (10%) and comes near its small batch
     n = _n_train(first)
     assert min(sizes) <= 2 * PAPER_SB_FRACTION * n and max(sizes) >= n / 10
+    if paper_scale:  # the paper's SB and LB among the sizes, 100 epochs each
+        assert {PAPER_SB, n // 10} <= set(sizes) and first.epochs == 100
 
 
-def test_piggyback_arms_warm_start_from_the_small_batch_after_k_epochs(registry):
-    study = _study("keskar_piggyback", registry)
+@pytest.mark.parametrize("name,paper_scale", [("keskar_piggyback", False), ("keskar_piggyback_paper", True)])
+def test_piggyback_arms_warm_start_from_the_small_batch_after_k_epochs(name, paper_scale, registry):
+    from lbgap.spec.load import cell_key
+
+    study = _study(name, registry)
     sb = study.variants["sb"]
-    arms = {name: cfg for name, cfg in study.variants.items() if name != "sb"}
     ks = set()
-    for name, cfg in arms.items():
-        k = int(name.removeprefix("lb_k"))
+    for arm, cfg in study.variants.items():
+        if arm == "sb":
+            continue
+        k = int(arm.removeprefix("lb_k"))
         assert cfg.warm_start is not None and cfg.warm_start.variant == "sb" and cfg.warm_start.epochs == k
         assert _large_batch_ok(cfg) and _is_keras_adam(cfg.optimizer)
         assert cfg.eval.bn_mode == "batch"
         assert cfg.model == sb.model and cfg.dataset == sb.dataset
+        assert cfg.epochs == 100 or not paper_scale, "the paper trains each LB run 100 epochs"
         ks.add(k)
     assert {0, 1, 2, 5} <= ks and len(ks) >= 5
-    assert sb.warm_start is None and _small_batch_ok(sb, paper_scale=False)
+    assert sb.warm_start is None and _small_batch_ok(sb, paper_scale)
     # the source trains at least max(k) epochs and nothing can stop it earlier: every checkpoint exists
     assert sb.epochs >= max(ks) and sb.stopping == []
     # every warm-started cell has its source cell (same seed) in the study
     keys = {c.key for c in study.cells()}
-    from lbgap.spec.load import cell_key
-
     for cell in study.cells():
         if cell.config.warm_start is not None:
             assert cell_key("sb", cell.point, cell.seed) in keys
-
-
-def test_piggyback_paper_scale_keeps_every_checkpoint(registry):
-    study = _study("keskar_piggyback_paper", registry)
-    sb = study.variants["sb"]
-    ks = [c.warm_start.epochs for n, c in study.variants.items() if n != "sb"]
-    assert sb.batch_size == PAPER_SB and sb.stopping == [] and sb.epochs >= max(ks)
-    assert {0, 1, 2, 5} <= set(ks)
-    for name, cfg in study.variants.items():
-        if name != "sb":
-            assert _large_batch_ok(cfg) and cfg.epochs == 100 and _is_keras_adam(cfg.optimizer)
 
 
 def test_nishtala_arms_are_sgd_and_adagrad_at_both_batch_sizes(registry):
