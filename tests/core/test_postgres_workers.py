@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,7 +132,8 @@ def test_four_workers_survive_a_killed_worker_and_a_server_restart(postgres_url,
     from optuna.trial import TrialState
 
     (tmp_path / "s.yaml").write_text(STUDY.replace("epochs: 3", "epochs: 25").replace("study: workers", "study: faults"))
-    args = ["s.yaml", "--out", "shared", "--no-report", "--device", "cpu", "--storage", postgres_url]
+    # one trial per worker (no vectorized groups): four RUNNING trials are one in each worker's hands
+    args = ["s.yaml", "--out", "shared", "--no-report", "--device", "cpu", "--storage", postgres_url, "--vectorize", "off"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LBGAP_HEARTBEAT_S": "2"}  # grace 6 s: longer than a restart
 
     def start() -> subprocess.Popen:
@@ -145,20 +147,56 @@ def test_four_workers_survive_a_killed_worker_and_a_server_restart(postgres_url,
 
     workers = [start() for _ in range(4)]
     deadline = time.time() + 300
-    while time.time() < deadline and sum(t.state == TrialState.RUNNING for t in trials()) < 4:
+    running: list = []
+    while time.time() < deadline and len(running) < 4:
+        running = [t for t in trials() if t.state == TrialState.RUNNING]
         time.sleep(0.2)
+    assert len(running) == 4, "the four workers did not each take a trial"
     os.kill(workers[0].pid, signal.SIGKILL)
     time.sleep(1.0)
     postgres_url.restart()
     outs = [w.communicate(timeout=600) for w in workers[1:]]
-    workers[0].wait()
+    outs.insert(0, workers[0].communicate(timeout=60))  # what the killed worker said before it died
     final = start()  # what a user does once the workers have ended: run (resume) the study again
     out, err = final.communicate(timeout=600)
     assert final.returncode == 0, err + "\n".join(e for _o, e in outs)
+    outs.append((out, err))
     assert (tmp_path / "shared" / "results.nc").exists()
-    done = [t for t in trials() if t.state == TrialState.COMPLETE]
+    everything = trials()
+    done = [t for t in everything if t.state == TrialState.COMPLETE]
     cells = [t.user_attrs["cell"] for t in done]
     assert sorted(cells) == sorted(set(cells)) and len(cells) == 8, cells  # one result per cell
     assert len(list((tmp_path / "shared" / "trials").glob("*.nc"))) == 8
     ds = xr.open_dataset(tmp_path / "shared" / "results.nc")
     assert (ds["status"].values == "completed").all()
+
+    # nothing was trained twice. A worker takes an Optuna trial (WAITING → RUNNING, one worker only)
+    # before it trains its cell, so the trials that left WAITING are the trainings started: per cell,
+    # one that ended and told its result, and any number cut short before their last epoch: lost with
+    # their worker (the killed one; failed as interrupted by the heartbeat check) or failed with the
+    # error of a query the restart cut (user attribute error), each before its retry was queued
+    started: dict[str, list] = {}
+    for t in everything:
+        if t.state != TrialState.WAITING:
+            started.setdefault(t.user_attrs["cell"], []).append(t)
+    assert sorted(started) == sorted(cells)
+    lost = []
+    for cell, attempts in started.items():
+        finished = [t for t in attempts if "status" in t.user_attrs]  # set when the training ended
+        assert len(finished) == 1 and finished[0].state == TrialState.COMPLETE, (cell, attempts)
+        others = [t for t in attempts if t is not finished[0]]
+        for t in others:
+            assert t.state == TrialState.FAIL, (cell, t.number, t.state)
+            assert t.user_attrs.get("interrupted") or "error" in t.user_attrs, (cell, t.number, t.user_attrs)
+        assert all(t.number < finished[0].number for t in others), "a retry was queued before its trial was lost"
+        assert all(len(t.intermediate_values) < 25 for t in others), "a lost trial had trained every epoch"
+        lost += others
+    # the killed worker's trial was one of the four taken when it was killed, and it was lost
+    interrupted = {t.number for t in lost if t.user_attrs.get("interrupted")}
+    assert interrupted & {t.number for t in running}, ("the killed worker's trial is not counted lost", lost)
+    assert sum(len(a) for a in started.values()) == 8 + len(lost)
+    # and every process's report says each cell was trained to the end exactly once
+    text = "\n".join(o + "\n" + e for o, e in outs)
+    for cell in cells:
+        ended = re.findall(rf"^(?:completed|stopped|diverged|failed)\s+{re.escape(cell)}\s", text, re.MULTILINE)
+        assert len(ended) == 1, (cell, ended)
