@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -105,7 +106,10 @@ def _load(spec: Path, overrides: Optional[list[str]] = None):
 
 
 def _trial_count(study) -> int:
-    return len(study.cells()) if study.search is None else study.search.n_trials * len(study.seeds)
+    if study.search is None:
+        return len(study.cells())
+    points = math.prod(len(v) for v in study.grid_values.values())  # one search per grid point
+    return study.search.n_trials * len(study.seeds) * points
 
 
 _OVERRIDES_HELP = (

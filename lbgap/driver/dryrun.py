@@ -10,6 +10,7 @@ written anywhere.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from ..results.trialfile import weights_files_kept
 from ..spec.load import Study, cell_key
 from ..spec.merge import split_path
 from .cells import queue_order
-from .search import search_budget
+from .search import search_budget, search_points
 
 __all__ = ["Check", "CheckResult", "DiskEstimate", "DryRunReport", "plan_checks", "dry_run", "metric_names"]
 
@@ -294,17 +295,18 @@ def _search_checks(study: Study, overrides: dict[str, Any]) -> list[Check]:
     """The first value of every parameter, then each other value of one parameter at a time."""
     search = study.search
     assert search is not None
-    variant = next(iter(study.variants))
     samples = {path: _search_samples(p) for path, p in search.params.items()}
     first = {path: s[0] for path, s in samples.items()}
     combos = [first] + [{**first, path: sample} for path, values in samples.items() for sample in values[1:]]
     seed = study.seeds[0]
     checks: dict[str, Check] = {}
-    for combo in combos:
-        point = tuple((str(split_path(path)[-1]), label) for path, (_value, label) in combo.items())
+    for sp, combo in itertools.product(search_points(study), combos):  # every grid point's search
+        variant = sp.variant
+        point = sp.point + tuple((str(split_path(path)[-1]), label) for path, (_value, label) in combo.items())
         label = _label(variant, point)
+        grid = {study.grid_paths[d]: v for d, v in sp.point}
         try:
-            cfg = study.resolve(variant, {**{p: v for p, (v, _l) in combo.items()}, **overrides})
+            cfg = study.resolve(variant, {**grid, **{p: v for p, (v, _l) in combo.items()}, **overrides})
         except Exception as exc:
             checks[label] = Check(label, variant, point, None, seed, config_error=_one_line(exc))
             continue
@@ -427,10 +429,11 @@ def _time_groups(report: DryRunReport, vectorize: str) -> None:
 
 
 def _search_trials(study: Study) -> Optional[int]:
-    """Trials a search trains: its budget (capped at the grid's size for the grid sampler) × seeds."""
+    """Trials a search trains: its budget (capped at the grid's size for the grid sampler) × seeds
+    × grid points (one search per point)."""
     if study.search is None:
         return None
-    return search_budget(study.search) * len(study.seeds)
+    return search_budget(study.search) * len(study.seeds) * len(search_points(study))
 
 
 def metric_names(study: Study) -> list[str]:

@@ -2,6 +2,7 @@
 
 from .combine import combine_grid, combine_search, open_trial, study_attrs
 from .final import final_values
+from .gridsearch import combine_grid_search
 from .measured import merge_measured, save_measured
 from .trialfile import (
     DamagedWeightsError,
@@ -16,6 +17,7 @@ from .trialfile import (
 __all__ = [
     "combine_grid",
     "combine_search",
+    "combine_grid_search",
     "final_values",
     "merge_measured",
     "save_measured",

@@ -161,9 +161,10 @@ def combine_search(
     objective: dict[int, float],
     states: dict[int, str],
     attrs: dict[str, Any],
-    out: Path,
+    out: Optional[Path],
 ) -> xr.Dataset:
-    """Combine search results: dims (trial, seed, epoch), params along trial."""
+    """Combine search results: dims (trial, seed, epoch), params along trial; written to ``out``
+    unless it is None."""
     rows = []
     damaged: dict[Path, str] = {}
     for t in trials:
@@ -190,7 +191,8 @@ def combine_search(
     ds["trial_state"].attrs.update({"units": "", "long_name": "Optuna trial state"})
     ds = ds.transpose("trial", "seed", "epoch", ...)
     ds = _finish(ds, attrs)
-    write_atomic(ds, out)
+    if out is not None:
+        write_atomic(ds, out)
     return ds
 
 

@@ -592,8 +592,22 @@ class _Validator:
 
     def _check_search(self, header: StudyHeader, variant_dicts, variants, grid_paths) -> None:
         assert header.search is not None
-        if header.grid:
-            self.add(("search",), "a study has either a grid or a search, not both")
+        searched = {str(p).split(".")[-1] for p in header.search.params}
+        for path in header.grid:  # a grid with a search: one search per grid point
+            if str(path).split(".")[-1] in searched:
+                self.add(
+                    ("grid", path),
+                    "a setting (or a results dimension's name) is either crossed by the grid or searched, not both",
+                )
+        if header.search.objective in ("steps_to_target", "examples_to_target"):
+            for name, merged in variant_dicts.items():
+                if name in variants and merged.get("target") is None:
+                    self.add(
+                        ("search", "objective"),
+                        f"objective {header.search.objective} needs a target: set target "
+                        "(metric, value) in base or the variant",
+                    )
+                    break
         if len(variant_dicts) > 1:
             self.add(
                 ("search",), "a search runs on one configuration: give base (and no variants) or one variant"

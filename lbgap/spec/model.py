@@ -332,8 +332,13 @@ class SearchConfig(BaseModel):
 
     params: dict[str, SearchParam] = Field(min_length=1)
     """Dotted config paths (``optimizer.lr``, ``batch_size``...) and their distributions."""
-    objective: Literal["test_accuracy", "generalization_gap", "test_loss", "train_loss"] = "test_accuracy"
-    """Final-epoch value, averaged over seeds. generalization_gap = train − test accuracy."""
+    objective: Literal[
+        "test_accuracy", "generalization_gap", "test_loss", "train_loss", "steps_to_target", "examples_to_target"
+    ] = "test_accuracy"
+    """Final-epoch value, averaged over seeds; generalization_gap = train − test accuracy. With
+    ``steps_to_target`` or ``examples_to_target`` (the trial's ``target`` must be set), the value at which
+    the target was first met, averaged over seeds; a trial that misses its target on any seed is a
+    failed trial (it uses up one trial of the budget)."""
     direction: Optional[Literal["maximize", "minimize"]] = None
     """Default: maximize accuracy, minimize loss and gap."""
     sampler: SamplerConfig = SamplerConfig()
@@ -345,7 +350,7 @@ class SearchConfig(BaseModel):
     def resolved_direction(self) -> str:
         if self.direction is not None:
             return self.direction
-        return "maximize" if self.objective == "test_accuracy" else "minimize"
+        return "maximize" if self.objective == "test_accuracy" else "minimize"  # losses, gaps, steps
 
 
 class StudyHeader(BaseModel):
@@ -372,7 +377,8 @@ class StudyHeader(BaseModel):
     seeds: list[Seed] = Field(default=[0], min_length=1)
     """Seeds (0 to 2³²−1); every cell of variants × grid runs once per seed."""
     search: Optional[SearchConfig] = None
-    """An Optuna search instead of (or beside) a grid."""
+    """An Optuna search; with a ``grid``, one search per grid point (its own Optuna study, budget and
+    sampler seed), as when the learning rate is tuned anew for every batch size."""
     vectorize: Literal["auto", "off"] = "auto"
     """Train trials that share data set, architecture, batch size and length as one stacked model
     (``auto``: where every plugin supports it and it is faster on the device; ``off``: one at a time).

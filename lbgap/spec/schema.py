@@ -24,7 +24,9 @@ accepts, as far as JSON Schema can say it:
 What it cannot say, ``lbgap study validate`` still checks: a plugin's checks
 across its settings (``nesterov`` needs ``momentum``), a grid or search path
 naming an existing setting and its values fitting it, a warm start naming a
-declared variant, ``low < high`` in a search, and ``.nan`` (JSON has no NaN).
+declared variant, ``low < high`` in a search, a grid dimension that is also
+searched, a steps-to-target objective without a ``target``, and ``.nan`` (JSON
+has no NaN).
 """
 
 from __future__ import annotations
@@ -163,12 +165,6 @@ def study_json_schema(reg: Registry) -> dict[str, Any]:
     search = defs["SearchConfig"]
     search["properties"]["params"]["propertyNames"] = {"pattern": SEARCH_PATH}
     rules += [
-        {  # a grid or a search, not both
-            "not": {
-                "required": ["grid", "search"],
-                "properties": {"grid": {"minProperties": 1}, "search": {"type": "object"}},
-            }
-        },
         {  # a search runs on one configuration
             "if": {"required": ["search"], "properties": {"search": {"type": "object"}}},
             "then": {"properties": {"variants": {"maxProperties": 1}}},

@@ -141,6 +141,7 @@ BEYOND_JSON_SCHEMA = {
     "warm-start-unknown",  # the warm start names a declared variant
     "search-bad-bounds",  # low < high
     "search-unknown-path",  # the path names a setting
+    "search-with-grid",  # a grid dimension is not also searched
 }
 
 

@@ -61,7 +61,7 @@ CASES = [
     ("eval-bn-mode", _replace("  epochs: 2\n", "  epochs: 2\n  eval: {bn_mode: keras}\n"), 8, "base.eval.bn_mode", "'running' or 'batch'"),
     ("warm-start-unknown", _replace("large: {batch_size: 128}", "large: {warm_start: {variant: tiny, epochs: 1}}"), 10, "variants.large.warm_start.variant", "unknown variant 'tiny'"),
     ("search-bad-bounds", GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + "search:\n  params:\n    optimizer.lr: {type: float, low: 1.0, high: 0.1, log: true}\n", 11, "search.params.optimizer.lr", "low must be below high"),
-    ("search-with-grid", GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + "grid:\n  batch_size: [8]\nsearch:\n  params:\n    batch_size: {type: pow2, low: 8, high: 64}\n", 11, "search", "either a grid or a search"),
+    ("search-with-grid", GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + "grid:\n  batch_size: [8]\nsearch:\n  params:\n    batch_size: {type: pow2, low: 8, high: 64}\n", 10, "grid.batch_size", "either crossed by the grid or searched"),
     ("search-unknown-path", GOOD.replace("variants:\n  small: {}\n  large: {batch_size: 128}\n", "") + "search:\n  params:\n    optimizer.momentun: {type: float, low: 0.0, high: 0.9}\n", 11, "search.params.optimizer.momentun", "no such setting: unknown key 'momentun' (did you mean 'momentum'?)"),
 ]
 

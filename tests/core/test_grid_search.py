@@ -1,0 +1,111 @@
+"""A search inside every grid point (Shallue et al. 2018 tune the learning rate anew for every
+batch size): one Optuna study, budget and sampler seed per point; missed targets are failed trials
+of the budget, not crashes; results.nc holds every point's trials and the best per point."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+import xarray as xr
+
+from lbgap.driver.run import run_study
+from lbgap.driver.storage import make_storage
+from lbgap.spec import SpecError, load_study_text
+
+SPEC = """\
+study: grid_search
+base:
+  dataset: {name: blobs, n_train: 128, n_test: 64}
+  model: {name: tiny_mlp, width: 8}
+  optimizer: {name: sgd, lr: 0.1}
+  batch_size: 32
+  epochs: 3
+  keep_weights: none
+  target: {metric: train_loss, value: 0.5, every_steps: 1, stop: true}
+grid:
+  batch_size: [16, 64]
+seeds: [0]
+search:
+  params:
+    optimizer.lr: {type: float, low: 0.001, high: 3.0, log: true}
+  objective: steps_to_target
+  sampler: {type: random, seed: 3}
+  pruner: {type: none}
+  n_trials: 4
+"""
+
+
+def _study(reg, text=SPEC):
+    return load_study_text(text, "gs.yaml", reg)
+
+
+@pytest.fixture(scope="module")
+def finished(toy_registry, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gs")
+    summary = run_study(_study(toy_registry), out, device="cpu")
+    return out, summary, xr.load_dataset(summary.results)
+
+
+def test_every_point_holds_its_own_trials_and_its_best(finished):
+    out, summary, ds = finished
+    assert dict(ds.sizes) == {"batch_size": 2, "trial": 4, "seed": 1, "epoch": 3}
+    assert ds["batch_size"].values.tolist() == [16, 64]
+    assert summary.trained == 8
+    for b in (16, 64):
+        at = ds.sel(batch_size=b)
+        objective = at["objective"].values
+        steps = at["steps_to_target"].isel(seed=0).values
+        np.testing.assert_array_equal(np.isnan(objective), np.isnan(steps))
+        np.testing.assert_allclose(objective[~np.isnan(objective)], steps[~np.isnan(steps)])
+        # a missed target is a failed trial of the budget, never an error of lbgap
+        states = at["trial_state"].values.tolist()
+        assert all(s == ("fail" if math.isnan(o) else "complete") for s, o in zip(states, objective, strict=True))
+        best = int(at["best_trial"])
+        if np.all(np.isnan(objective)):
+            assert best == -1
+        else:
+            assert best == int(np.nanargmin(objective)) and float(at["best_objective"]) == np.nanmin(objective)
+    # the searched learning rates are each point's own (own sampler seed per point)
+    lr = ds["lr"].values
+    assert lr.shape == (2, 4) and not np.allclose(lr[0], lr[1])
+    # the smaller batch needs more steps per epoch: the target's steps are counted per point
+    assert np.nanmin(ds["steps_to_target"].values) >= 1
+
+
+def test_each_point_is_an_optuna_study_of_its_own(finished):
+    out, _summary, _ds = finished
+    storage = make_storage(out, None)
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert len(names) == 2 and all(n.startswith("grid_search-") for n in names)
+    assert [n.rsplit("-", 1)[1] for n in names] == ["base,batch_size=16", "base,batch_size=64"]
+    for name in names:
+        ostudy = optuna.load_study(study_name=name, storage=storage)
+        assert len(ostudy.trials) == 4 and ostudy.user_attrs["grid_point"] == name.rsplit("-", 1)[1]
+        failed = [t for t in ostudy.trials if t.state == optuna.trial.TrialState.FAIL]
+        assert all(t.user_attrs["error"] == "target not met within the budget" for t in failed)
+
+
+def test_resumed_grid_search_follows_the_uninterrupted_path(toy_registry, tmp_path, finished):
+    _out, _summary, whole = finished
+    partial = run_study(_study(toy_registry), tmp_path, device="cpu", max_trials=5)
+    assert partial.results is None and partial.trained == 5
+    resumed = run_study(_study(toy_registry), tmp_path, device="cpu")
+    assert resumed.trained == 3
+    ds = xr.load_dataset(resumed.results)
+    for name in ("lr", "objective", "best_trial", "steps_to_target", "test_accuracy"):
+        np.testing.assert_array_equal(ds[name].values, whole[name].values)
+
+
+def test_a_grid_and_a_search_may_not_share_a_setting(toy_registry):
+    text = SPEC.replace("grid:\n  batch_size: [16, 64]", "grid:\n  optimizer.lr: [0.1, 0.2]")
+    with pytest.raises(SpecError, match="either crossed by the grid or searched"):
+        _study(toy_registry, text)
+
+
+def test_a_steps_objective_needs_a_target(toy_registry):
+    text = SPEC.replace("  target: {metric: train_loss, value: 0.5, every_steps: 1, stop: true}\n", "")
+    with pytest.raises(SpecError, match="objective steps_to_target needs a target"):
+        _study(toy_registry, text)
