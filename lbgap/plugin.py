@@ -13,7 +13,7 @@ each plugin kind becomes a discriminated union keyed on ``name``.
 A configuration field marked :class:`Nested` holds a list of other plugins'
 configurations (a metric that runs other metrics, for instance): the study
 validator checks its entries like a top-level section, and
-:meth:`lbgap.registry.Registry.build` builds them and hands the built objects
+the host builds them and hands the built objects
 to the plugin's ``build``.
 """
 
@@ -113,7 +113,7 @@ class PluginRecord:
         as one stacked model (``vectorize: auto``). A model plugin declares that its
         networks are made of stackable layers (see :mod:`lbgap.engine.stacked`); a
         noise plugin, that it acts only through the trial's hooks, generators and
-        :class:`~lbgap.nn.NoiseSite` functions, never through the network's own
+        :class:`~lbgap.api.NoiseSite` functions, never through the network's own
         forward pass. Other kinds act on each trial's own objects and need not
         declare anything. A trial that uses a model or noise plugin without the
         declaration trains on its own.
@@ -147,7 +147,7 @@ class ModelPlugin(PluginRecord):
 class DatasetPlugin(PluginRecord):
     """A data set held in memory.
 
-    ``build(config, *, seed: int, device: torch.device) -> lbgap.data.InMemoryData``.
+    ``build(config, *, seed: int, device: torch.device) -> lbgap.api.InMemoryData``.
     """
 
     kind: ClassVar[str] = "dataset"
@@ -165,7 +165,7 @@ class OptimizerPlugin(PluginRecord):
 
 @dataclass(frozen=True, kw_only=True)
 class SchedulePlugin(PluginRecord):
-    """A learning-rate schedule. ``build(config) -> lbgap.schedule.Schedule``."""
+    """A learning-rate schedule. ``build(config) -> lbgap.api.Schedule``."""
 
     kind: ClassVar[str] = "schedule"
 
@@ -174,7 +174,7 @@ class SchedulePlugin(PluginRecord):
 class RegimePlugin(PluginRecord):
     """A training-plan transform (LR scaling, regime adaptation, ...).
 
-    ``build(config) -> callable(plan: lbgap.plan.TrainingPlan) -> TrainingPlan``.
+    ``build(config) -> callable(plan: lbgap.api.TrainingPlan) -> TrainingPlan``.
     """
 
     kind: ClassVar[str] = "regime"
@@ -193,14 +193,14 @@ class NoisePlugin(PluginRecord):
 
 @dataclass(frozen=True, kw_only=True)
 class MetricPlugin(PluginRecord):
-    """A measurement. ``build(config) -> lbgap.metric.Metric``."""
+    """A measurement. ``build(config) -> lbgap.api.Metric``."""
 
     kind: ClassVar[str] = "metric"
 
 
 @dataclass(frozen=True, kw_only=True)
 class StoppingPlugin(PluginRecord):
-    """A stopping rule. ``build(config) -> lbgap.schedule.StoppingRule``."""
+    """A stopping rule. ``build(config) -> lbgap.api.StoppingRule``."""
 
     kind: ClassVar[str] = "stopping"
 

@@ -19,12 +19,12 @@ replace it; both are errors that name the two writers:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any, Optional
 
 from .plugin import PluginRecord
+from .plugin_sources import missing_plugin_hint
 from .registry import plugin_of
 from .results.attrs import is_core_variable
 
@@ -179,23 +179,3 @@ def variable_attrs_of(
     for name, label in (sources or {}).items():
         out.setdefault(name, {})["source"] = label
     return out
-
-
-def missing_plugin_hint(kind: str, name: str, recorded: Mapping[str, Any] | str | None) -> Optional[str]:
-    """For an unknown plugin: which package provided it when results were made.
-
-    ``recorded`` is the ``lbgap_plugin_sources_json`` attribute of ``results.nc``
-    (:func:`lbgap.results.combine.study_attrs`; the JSON text or its parsed
-    mapping). Returns e.g. ``"metric 'layer_norms' was provided by showpkg 1.5:
-    install that package"``, or None when nothing was recorded.
-    """
-    if isinstance(recorded, str):
-        try:
-            recorded = json.loads(recorded)
-        except ValueError:
-            return None
-    entry = (recorded or {}).get(f"{kind}:{name}")
-    if not isinstance(entry, Mapping) or not entry.get("package"):
-        return None
-    package = " ".join(str(p) for p in (entry.get("package"), entry.get("version")) if p)
-    return f"{kind} {name!r} was provided by {package}: install that package"

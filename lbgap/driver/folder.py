@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from ..plugin_sources import plugin_names
 from ..spec.load import Study
 
 __all__ = ["StudyFolderError", "prepare_folder"]
@@ -19,7 +20,12 @@ class StudyFolderError(Exception):
 def prepare_folder(study: Study, out_dir: Path, storage_url: Optional[str]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path = out_dir / "study.json"
-    meta = {"study": study.name, "spec_sha256": study.spec_hash, "storage": storage_url}
+    meta = {
+        "study": study.name, "spec_sha256": study.spec_hash, "storage": storage_url,
+        # which package provided each plugin the spec names: a later load of the folder's spec.yaml
+        # on a machine without one of them names the package to install
+        "plugin_sources": study.registry.provenance(plugin_names(json.loads(study.to_json()))),
+    }
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         if old.get("spec_sha256") != study.spec_hash:

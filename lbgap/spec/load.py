@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 
 from ..plugin import nested_fields
+from ..plugin_sources import missing_plugin_hint, recorded_plugin_sources
 from ..registry import Registry, get_registry
 from .errors import SpecError, SpecIssue
 from .merge import deep_merge, set_path, split_path
@@ -293,6 +294,8 @@ class _Validator:
     def __init__(self, doc: LoadedYAML, reg: Registry) -> None:
         self.doc = doc
         self.reg = reg
+        #: plugin sources recorded beside the file (a run folder's study.json), for unknown plugins
+        self.recorded = recorded_plugin_sources(doc.file) if doc.file != "<string>" else {}
         self.issues: list[SpecIssue] = []
         self.model = trial_config_model(reg)
         self.out_of_range: set[tuple] = set()
@@ -500,9 +503,11 @@ class _Validator:
             elif not isinstance(name, str) or name not in installed:
                 hint = difflib.get_close_matches(str(name), installed, n=1)
                 extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+                package = missing_plugin_hint(kind, str(name), self.recorded)
                 self.add(
                     where + ("name",),
-                    f"unknown {kind} plugin {name!r}{extra}; installed: {', '.join(installed) or 'none'}",
+                    f"unknown {kind} plugin {name!r}{extra}; installed: {', '.join(installed) or 'none'}"
+                    + (f"; {package}" if package else ""),
                 )
                 bad.add(where)
             else:

@@ -446,3 +446,34 @@ def test_hook_label_names_the_package_of_a_hook_implementation():
     assert hook_label(impl, reg) == "plugin 'norms' (normpkg 0.7)"
     assert hook_label(SimpleNamespace(plugin=metric, plugin_name="x"), reg) == "metric 'norms' (normpkg 0.7)"
     assert hook_label(SimpleNamespace(plugin=toy_plugins, plugin_name="unknown")) == "module toy_plugins"
+
+
+def test_a_run_folder_names_the_package_of_a_plugin_that_is_no_longer_installed(tmp_path, toy_registry):
+    import toy_plugins
+
+    import lbgap_training
+    from lbgap.driver.folder import prepare_folder
+    from lbgap.spec import SpecError, load_study, load_study_text
+
+    spec = textwrap.dedent("""\
+        study: norms
+        base:
+          dataset: {name: blobs}
+          model: {name: tiny_mlp}
+          optimizer: {name: sgd, lr: 0.1}
+          batch_size: 16
+          epochs: 1
+          metrics: [{name: norms}]
+        """)
+    with_norms = Registry.from_plugins(
+        [("training", lbgap_training, "lbgap", "0"), ("toy", toy_plugins, "tests", "0"),
+         ("norms", _NormPlugin(), "normpkg", "0.7")]
+    )
+    prepare_folder(load_study_text(spec, "norms.yaml", with_norms), tmp_path, None)
+    with pytest.raises(SpecError) as info:  # resume, measure or report on a machine without normpkg
+        load_study(tmp_path / "spec.yaml", toy_registry)
+    (issue,) = [i for i in info.value.issues if i.path == "base.metrics.0.name"]
+    assert issue.message.endswith("; metric 'norms' was provided by normpkg 0.7: install that package")
+    with pytest.raises(SpecError) as elsewhere:  # the same file outside a run folder: no record, no hint
+        load_study_text(spec, str(tmp_path / "other" / "norms.yaml"), toy_registry)
+    assert "normpkg" not in str(elsewhere.value.issues[0])
