@@ -13,6 +13,7 @@ import json
 import platform
 import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
@@ -24,7 +25,7 @@ from .. import __version__
 from .measured import merge_measured
 from .trialfile import coord_value, write_atomic
 
-__all__ = ["combine_grid", "combine_search", "study_attrs", "open_trial", "DamagedTrialFiles"]
+__all__ = ["combine_grid", "combine_grid_in_memory", "combine_search", "study_attrs", "open_trial", "DamagedTrialFiles"]
 
 _COMBINE = dict(
     join="outer",
@@ -114,7 +115,7 @@ def _finish(ds: xr.Dataset, attrs: dict[str, Any]) -> xr.Dataset:
     return ds
 
 
-def combine_grid(
+def combine_grid_in_memory(
     trial_paths: dict[str, Optional[Path]],
     cells: Sequence[Any],
     dims: Sequence[str],
@@ -124,7 +125,9 @@ def combine_grid(
     measured_from: Optional[Path] = None,
     failed: Optional[dict[str, str]] = None,
 ) -> xr.Dataset:
-    """Combine the files of ``cells`` (in variant × grid × seed order).
+    """Combine the files of ``cells`` (in variant × grid × seed order) with one call of
+    ``xarray.combine_nested``, every trial's dataset held in memory at once (memory several times the
+    results' size: see :func:`combine_grid`, which gives the same ``results.nc``).
 
     ``failed``: cells without a file that failed (key → reason); their values are NaN with
     ``status = "failed"`` and the reason in ``status_reason``.
@@ -150,6 +153,209 @@ def combine_grid(
     if measured_from is not None:
         ds = merge_measured(ds, measured_from)
     write_atomic(ds, out)
+    return ds
+
+
+
+def combine_grid(
+    trial_paths: dict[str, Optional[Path]],
+    cells: Sequence[Any],
+    dims: Sequence[str],
+    shape: Sequence[int],
+    attrs: dict[str, Any],
+    out: Path,
+    measured_from: Optional[Path] = None,
+    failed: Optional[dict[str, str]] = None,
+) -> xr.Dataset:
+    """Combine the files of ``cells`` (in variant × grid × seed order) into ``out``.
+
+    The same ``results.nc`` as :func:`combine_grid_in_memory` (variables, values, dtypes and
+    attributes: xarray's outer join of the epochs, NaN where a trial has no value, conflicting
+    attributes dropped), built one trial at a time: each trial file is read, its arrays are kept
+    and its dataset dropped, and the combined arrays are filled in place, so memory stays near the
+    size of the results instead of growing with xarray's per-dataset overhead (docs/reliability.md,
+    "Combining thousands of trials"). A study whose trial files hold anything but per-epoch and
+    scalar variables (a metric's per-layer arrays, extra coordinates) is combined by
+    :func:`combine_grid_in_memory`.
+
+    ``failed``: cells without a file that failed (key → reason); their values are NaN with
+    ``status = "failed"`` and the reason in ``status_reason``.
+
+    ``measured_from``: a study's output folder whose ``measured/`` variables (``lbgap measure``)
+    are merged in (:func:`~lbgap.results.measured.merge_measured`), so a rebuilt ``results.nc``
+    keeps them."""
+    trials: list[_Trial] = []
+    damaged: dict[Path, str] = {}
+    simple = True
+    for cell in cells:
+        coords = {"variant": cell.variant, **dict(cell.point), "seed": cell.seed}
+        path = trial_paths.get(cell.key)
+        ds = _open_checked(path, damaged) if path is not None and path.exists() else None
+        if ds is None and failed and cell.key in failed:
+            ds = _placeholder(coords, "failed", failed[cell.key])
+        ds = ds if ds is not None else _placeholder(coords)
+        if simple:
+            trial = _Trial.of(ds, dims)
+            simple = trial is not None
+            if simple:
+                trials.append(trial)
+            else:
+                trials.clear()
+        del ds
+    if damaged:
+        raise DamagedTrialFiles(damaged)
+    if not simple:
+        return combine_grid_in_memory(trial_paths, cells, dims, shape, attrs, out, measured_from, failed)
+    ds = _finish(_assemble(trials, dims, shape), attrs)
+    if measured_from is not None:
+        ds = merge_measured(ds, measured_from)
+    write_atomic(ds, out)
+    return ds
+
+
+@dataclass
+class _Trial:
+    """What combining needs of one trial's dataset: its arrays and attributes, not the dataset."""
+
+    coords: dict[str, Any]  # the study's dimensions: scalar values
+    coord_attrs: dict[str, dict[str, Any]]
+    epoch: np.ndarray
+    epoch_attrs: dict[str, Any]
+    variables: dict[str, tuple[np.ndarray, dict[str, Any]]]  # dims () or ("epoch",)
+    encodings: dict[str, dict[str, Any]]  # the files' "coordinates", kept by the one-call concatenation
+    attrs: dict[str, Any]
+
+    @classmethod
+    def of(cls, ds: xr.Dataset, dims: Sequence[str]) -> Optional[_Trial]:
+        """None for a dataset that :func:`_assemble` does not handle (other dimensions or coordinates)."""
+        if set(ds.coords) != {*dims, "epoch"} or ds["epoch"].dims != ("epoch",) or set(ds.dims) != {"epoch"}:
+            return None
+        if any(ds[d].ndim != 0 or ds[d].dtype.kind not in _KINDS for d in dims):
+            return None
+        variables, encodings = {}, {}
+        for name, var in ds.data_vars.items():
+            if var.dims not in ((), ("epoch",)) or var.dtype.kind not in _KINDS:
+                return None
+            variables[name] = (np.asarray(var.values), _shared(var.attrs))
+            encodings[name] = _shared({k: v for k, v in var.encoding.items() if k == "coordinates"})
+        return cls(
+            {d: ds[d].values[()] for d in dims}, {d: _shared(ds[d].attrs) for d in dims},
+            np.asarray(ds["epoch"].values), _shared(ds["epoch"].attrs), variables, encodings, _shared(ds.attrs),
+        )
+
+
+_SHARED: dict[str, dict[str, Any]] = {}
+
+
+def _shared(attrs: Any) -> dict[str, Any]:
+    """One dict for attributes that trials repeat (every trial's variables carry the same ones), so
+    that the kept trials cost their arrays, not thousands of copies of the same attributes."""
+    attrs = dict(attrs)
+    try:
+        key = repr(sorted(attrs.items()))
+    except TypeError:  # unorderable values: not shared
+        return attrs
+    if len(_SHARED) > 100_000:
+        _SHARED.clear()
+    return _SHARED.setdefault(key, attrs)
+
+
+#: dtype kinds :func:`_assemble` handles: integers, floats, Python objects (strings, see _strings_as_objects)
+_KINDS = "iufO"
+
+
+def _drop_conflicts(dicts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """xarray's ``combine_attrs="drop_conflicts"``: every attribute, less those whose values differ."""
+    out: dict[str, Any] = {}
+    dropped: set[str] = set()
+    for attrs in dicts:
+        for key, value in attrs.items():
+            if key in dropped:
+                continue
+            if key not in out:
+                out[key] = value
+            elif not _equivalent(out[key], value):
+                del out[key]
+                dropped.add(key)
+    return out
+
+
+def _staged_drop_conflicts(dicts: Sequence[dict[str, Any]], shape: tuple[int, ...]) -> dict[str, Any]:
+    """:func:`_drop_conflicts` of ``dicts`` (in C order of ``shape``) as ``xarray.combine_nested``
+    applies it: along the first dimension for each index of the others, then along the next on those
+    results, and so on (so an attribute that conflicts only within one group is dropped there and
+    kept from the other groups)."""
+    level = list(dicts)
+    for n in shape:
+        rest = len(level) // n
+        level = [_drop_conflicts([level[i * rest + j] for i in range(n)]) for j in range(rest)]
+    return level[0] if level else {}
+
+
+def _equivalent(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    try:
+        return bool(a == b) or (a != a and b != b)  # NaN equals NaN, as in xarray
+    except Exception:
+        return False
+
+
+def _promoted(dtype: np.dtype) -> tuple[np.dtype, Any]:
+    """The dtype that holds a missing value, and that value (xarray's promotion: integers to float64)."""
+    if dtype.kind == "f":
+        return dtype, np.nan
+    if dtype.kind in "iu":
+        return np.dtype(np.float64), np.nan
+    return np.dtype(object), np.nan
+
+
+def _assemble(trials: list[_Trial], dims: Sequence[str], shape: Sequence[int]) -> xr.Dataset:
+    """The combined dataset of ``trials`` (in C order of ``shape``), as ``xarray.combine_nested``
+    with :data:`_COMBINE` gives it, one variable at a time."""
+    shape = tuple(int(n) for n in shape)
+    epoch = np.unique(np.concatenate([t.epoch for t in trials])).astype(np.result_type(*(t.epoch for t in trials)))
+    positions = [np.unravel_index(i, shape) for i in range(len(trials))]
+    names: dict[str, None] = {}
+    for t in trials:
+        names.update(dict.fromkeys(t.variables))
+    aligned = [t.epoch.shape == epoch.shape and bool(np.array_equal(t.epoch, epoch)) for t in trials]
+    data_vars: dict[str, xr.Variable] = {}
+    for name in names:
+        present = [(i, t.variables[name]) for i, t in enumerate(trials) if name in t.variables]
+        per_epoch = present[0][1][0].ndim == 1
+        if any((v.ndim == 1) != per_epoch for _, (v, _a) in present):
+            raise ValueError(f"{name} is per-epoch in some trial files and not in others")
+        dtype = np.result_type(*(v.dtype for _, (v, _a) in present))
+        gaps = len(present) < len(trials) or (per_epoch and not all(aligned[i] for i, _ in present))
+        fill: Any = None
+        if gaps:
+            dtype, fill = _promoted(dtype)
+        values = np.empty(shape + ((len(epoch),) if per_epoch else ()), dtype=dtype)
+        if gaps:
+            values[...] = fill
+        for i, (v, _a) in present:
+            where = positions[i]
+            if per_epoch:
+                values[where + (np.searchsorted(epoch, trials[i].epoch),)] = v
+            else:
+                values[where] = v[()]
+        var_dims = (*dims, "epoch") if per_epoch else tuple(dims)
+        data_vars[name] = xr.Variable(var_dims, values, encoding=trials[present[0][0]].encodings[name], attrs=_staged_drop_conflicts([t.variables[name][1] if name in t.variables else {} for t in trials], shape))
+    coords: dict[str, Any] = {"epoch": None}  # first, as the concatenation orders them
+    for axis, dim in enumerate(dims):
+        first: dict[int, Any] = {}
+        for t, where in zip(trials, positions, strict=True):
+            first.setdefault(int(where[axis]), t.coords[dim])
+        values = [first[j] for j in range(shape[axis])]
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+        if not any(isinstance(v, str) for v in values):
+            array = np.asarray(values)
+        coords[dim] = xr.Variable((dim,), array, attrs=_staged_drop_conflicts([t.coord_attrs[dim] for t in trials], shape))
+    coords["epoch"] = xr.Variable(("epoch",), epoch, attrs=_staged_drop_conflicts([t.epoch_attrs for t in trials], shape))
+    ds = xr.Dataset(data_vars, coords=coords)
+    ds.attrs = _staged_drop_conflicts([t.attrs for t in trials], shape)
     return ds
 
 
