@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from . import hookimpl
 from .plugin import (
     DatasetPlugin,
+    Deferred,
     MetricPlugin,
     ModelPlugin,
     Nested,
@@ -120,6 +121,7 @@ __all__ = [
     # plugin records and configuration
     "PluginConfig",
     "Nested",
+    "Deferred",
     "ModelPlugin",
     "DatasetPlugin",
     "OptimizerPlugin",

@@ -19,6 +19,7 @@ to the plugin's ``build``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 __all__ = [
     "PluginConfig",
     "Nested",
+    "Deferred",
     "nested_fields",
     "PluginRecord",
     "ModelPlugin",
@@ -90,6 +92,44 @@ def nested_fields(config: type[BaseModel]) -> dict[str, str]:
             if isinstance(meta, Nested):
                 out[name] = meta.kind
     return out
+
+
+class Deferred:
+    """A ``build`` factory imported on its first call: ``Deferred(".networks", "build_net", __name__)``
+    names the function ``build_net`` of the module ``.networks`` of the calling package (the
+    arguments of :func:`importlib.import_module`, then the function's name).
+
+    A plugin package whose records name their builds this way registers (``lbgap plugins list``,
+    ``lbgap study validate``) with only its configuration models imported: torch and the rest load
+    when a trial builds the plugin. ``__doc__`` is the function's (``lbgap plugins show``).
+    """
+
+    def __init__(self, module: str, name: str, package: str | None = None) -> None:
+        self.module, self.name, self.package = module, name, package
+
+    def resolve(self) -> Callable[..., Any]:
+        """The function itself (imported now)."""
+        return getattr(importlib.import_module(self.module, self.package), self.name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "__doc__":  # an instance's documentation is the function's; the class keeps its own
+            return object.__getattribute__(self, "resolve")().__doc__
+        return object.__getattribute__(self, name)
+
+    def __repr__(self) -> str:
+        where = self.module if self.package is None or not self.module.startswith(".") else f"{self.package}{self.module}"
+        return f"<build {where}.{self.name}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Deferred) and (self.module, self.name, self.package) == (
+            other.module, other.name, other.package
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.module, self.name, self.package))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,10 +21,9 @@ Every BatchNorm model takes ``norm: batchnorm | ghost | none`` with
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from typing import Any
 
-from lbgap.api import ModelPlugin, hookimpl
+from lbgap.api import Deferred, ModelPlugin, hookimpl
 
 from .configs import (
     C1Config,
@@ -53,45 +52,23 @@ __all__ = [
 ]
 
 
-class _Deferred:
-    # A build function of one of this package's modules, imported on its first call: registering
-    # the plugins and validating a study import only the configuration models (.configs), and
-    # torch loads when a network is built. ``__doc__`` is the function's, for `lbgap plugins show`.
-
-    def __init__(self, module: str, name: str) -> None:
-        self.module, self.name = module, name
-
-    def resolve(self) -> Callable[..., Any]:
-        return getattr(importlib.import_module(f"{__name__}.{self.module}"), self.name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.resolve()(*args, **kwargs)
-
-    @property
-    def __doc__(self) -> str | None:  # type: ignore[override]
-        return self.resolve().__doc__
-
-    def __repr__(self) -> str:
-        return f"<build {__name__}.{self.module}.{self.name}>"
-
-
 def model_plugins() -> list[ModelPlugin]:
     """The model plugins of this package."""
-    shallow, deep = _Deferred("keskar", "build_shallow"), _Deferred("keskar", "build_deep")
+    shallow, deep = Deferred(".keskar", "build_shallow", __name__), Deferred(".keskar", "build_deep", __name__)
     return [
-        ModelPlugin(name="mlp", config=MLPConfig, build=_Deferred("mlp", "build_mlp"), vectorizable=True),
-        ModelPlugin(name="f1", config=F1Config, build=_Deferred("mlp", "build_f1"), vectorizable=True),
-        ModelPlugin(name="f2", config=F2Config, build=_Deferred("mlp", "build_f2"), vectorizable=True),
+        ModelPlugin(name="mlp", config=MLPConfig, build=Deferred(".mlp", "build_mlp", __name__), vectorizable=True),
+        ModelPlugin(name="f1", config=F1Config, build=Deferred(".mlp", "build_f1", __name__), vectorizable=True),
+        ModelPlugin(name="f2", config=F2Config, build=Deferred(".mlp", "build_f2", __name__), vectorizable=True),
         ModelPlugin(name="c1", config=C1Config, build=shallow),
         ModelPlugin(name="c3", config=C3Config, build=shallow),
         ModelPlugin(name="c2", config=C2Config, build=deep),
         ModelPlugin(name="c4", config=C4Config, build=deep),
-        ModelPlugin(name="resnet44", config=ResNet44Config, build=_Deferred("resnet", "build_resnet44")),
-        ModelPlugin(name="wrn16_4", config=WRN16x4Config, build=_Deferred("resnet", "build_wrn16_4")),
-        ModelPlugin(name="vgg", config=VGGConfig, build=_Deferred("vgg", "build_vgg")),
-        ModelPlugin(name="wrn16", config=WRN16Config, build=_Deferred("wide_resnet", "build_wrn16")),
+        ModelPlugin(name="resnet44", config=ResNet44Config, build=Deferred(".resnet", "build_resnet44", __name__)),
+        ModelPlugin(name="wrn16_4", config=WRN16x4Config, build=Deferred(".resnet", "build_wrn16_4", __name__)),
+        ModelPlugin(name="vgg", config=VGGConfig, build=Deferred(".vgg", "build_vgg", __name__)),
+        ModelPlugin(name="wrn16", config=WRN16Config, build=Deferred(".wide_resnet", "build_wrn16", __name__)),
         ModelPlugin(
-            name="two_layer_relu", config=TwoLayerReLUConfig, build=_Deferred("two_layer", "build_two_layer_relu")
+            name="two_layer_relu", config=TwoLayerReLUConfig, build=Deferred(".two_layer", "build_two_layer_relu", __name__)
         ),
     ]
 

@@ -22,12 +22,9 @@ forms, trajectory plot) and :mod:`.plots` (accuracy per component).
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Any
-
 from lbgap.api import (
     DatasetPlugin,
+    Deferred,
     MetricPlugin,
     ModelPlugin,
     NoisePlugin,
@@ -53,43 +50,21 @@ __all__ = [
 ]
 
 
-class _Deferred:
-    # A build function of one of this package's torch modules, imported on its first call:
-    # registering the plugins and validating a study do not load torch. ``__doc__`` is the
-    # function's, for `lbgap plugins show`.
-
-    def __init__(self, module: str, name: str) -> None:
-        self.module, self.name = module, name
-
-    def resolve(self) -> Callable[..., Any]:
-        return getattr(importlib.import_module(f"{__name__}.{self.module}"), self.name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.resolve()(*args, **kwargs)
-
-    @property
-    def __doc__(self) -> str | None:  # type: ignore[override]
-        return self.resolve().__doc__
-
-    def __repr__(self) -> str:
-        return f"<build {__name__}.{self.module}.{self.name}>"
-
-
 @hookimpl
 def lbgap_register_datasets():
     return [
-        DatasetPlugin(name="pq_synthetic", config=PQSyntheticConfig, build=_Deferred("pq_plugin", "build_pq_synthetic")),
+        DatasetPlugin(name="pq_synthetic", config=PQSyntheticConfig, build=Deferred(".pq_plugin", "build_pq_synthetic", __name__)),
         DatasetPlugin(
             name="convex_regression",
             config=ConvexRegressionConfig,
-            build=_Deferred("convex_plugin", "build_convex_regression"),
+            build=Deferred(".convex_plugin", "build_convex_regression", __name__),
         ),
     ]
 
 
 @hookimpl
 def lbgap_register_models():
-    build = _Deferred("convex_plugin", "build_linear_regression")
+    build = Deferred(".convex_plugin", "build_linear_regression", __name__)
     return [ModelPlugin(name="linear_regression", config=LinearRegressionConfig, build=build)]
 
 
