@@ -12,7 +12,7 @@ import datetime as _dt
 import json
 import platform
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from .. import __version__
+from ..plugin_sources import plugin_names
 from .measured import merge_measured
 from .trialfile import coord_value, write_atomic
 
@@ -115,6 +116,20 @@ def _finish(ds: xr.Dataset, attrs: dict[str, Any]) -> xr.Dataset:
     return ds
 
 
+def _cell_datasets(
+    trial_paths: dict[str, Optional[Path]], cells: Sequence[Any], failed: Optional[dict[str, str]], damaged: dict
+) -> Iterator[xr.Dataset]:
+    """Each cell's trial file opened (a damaged one noted in ``damaged``), or its placeholder:
+    ``status = "failed"`` with the reason for the cells in ``failed``, ``"missing"`` otherwise."""
+    for cell in cells:
+        coords = {"variant": cell.variant, **dict(cell.point), "seed": cell.seed}
+        path = trial_paths.get(cell.key)
+        ds = _open_checked(path, damaged) if path is not None and path.exists() else None
+        if ds is None and failed and cell.key in failed:
+            ds = _placeholder(coords, "failed", failed[cell.key])
+        yield ds if ds is not None else _placeholder(coords)
+
+
 def combine_grid_in_memory(
     trial_paths: dict[str, Optional[Path]],
     cells: Sequence[Any],
@@ -135,15 +150,8 @@ def combine_grid_in_memory(
     ``measured_from``: a study's output folder whose ``measured/`` variables (``lbgap measure``)
     are merged in (:func:`~lbgap.results.measured.merge_measured`), so a rebuilt ``results.nc``
     keeps them."""
-    datasets = []
     damaged: dict[Path, str] = {}
-    for cell in cells:
-        coords = {"variant": cell.variant, **dict(cell.point), "seed": cell.seed}
-        path = trial_paths.get(cell.key)
-        ds = _open_checked(path, damaged) if path is not None and path.exists() else None
-        if ds is None and failed and cell.key in failed:
-            ds = _placeholder(coords, "failed", failed[cell.key])
-        datasets.append(ds if ds is not None else _placeholder(coords))
+    datasets = list(_cell_datasets(trial_paths, cells, failed, damaged))
     if damaged:
         raise DamagedTrialFiles(damaged)
     nested = _nest(datasets, shape)
@@ -187,13 +195,7 @@ def combine_grid(
     trials: list[_Trial] = []
     damaged: dict[Path, str] = {}
     simple = True
-    for cell in cells:
-        coords = {"variant": cell.variant, **dict(cell.point), "seed": cell.seed}
-        path = trial_paths.get(cell.key)
-        ds = _open_checked(path, damaged) if path is not None and path.exists() else None
-        if ds is None and failed and cell.key in failed:
-            ds = _placeholder(coords, "failed", failed[cell.key])
-        ds = ds if ds is not None else _placeholder(coords)
+    for ds in _cell_datasets(trial_paths, cells, failed, damaged):
         if simple:
             trial = _Trial.of(ds, dims)
             simple = trial is not None
@@ -409,16 +411,6 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _plugin_names(doc: Any) -> set[str]:
-    """Every ``name:`` value in a spec document (the plugins it selects)."""
-    if isinstance(doc, dict):
-        found = {doc["name"]} if isinstance(doc.get("name"), str) else set()
-        return found.union(*(_plugin_names(v) for v in doc.values()))
-    if isinstance(doc, list):
-        return set().union(*(_plugin_names(v) for v in doc))
-    return set()
-
-
 def study_attrs(study: Any, registry: Any, device: str, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Global attributes: spec JSON and hash, versions, device, CF metadata, and which package
     (and version) provided each plugin the spec names (``lbgap_plugin_sources_json``, keyed
@@ -426,7 +418,7 @@ def study_attrs(study: Any, registry: Any, device: str, extra: Optional[dict[str
     plugins = sorted({(r.origin, r.version) for r in registry.all_records()})
     spec_json = study.to_json()
     try:
-        used = _plugin_names(json.loads(spec_json))
+        used = plugin_names(json.loads(spec_json))
     except (TypeError, ValueError):
         used = set()
     sources = registry.provenance(used)
