@@ -60,7 +60,14 @@ PAPER_FILES = [
     "keskar_piggyback_paper",
     "nishtala_optimizers_paper",
 ]
-CPU_FILES = ["keskar_sb_lb", "keskar_batch_sweep", "keskar_piggyback", "dinh_reparam", "nishtala_optimizers"]
+CPU_FILES = [
+    "keskar_sb_lb",
+    "keskar_batch_sweep",
+    "keskar_piggyback",
+    "keskar_sharpness_loss",
+    "dinh_reparam",
+    "nishtala_optimizers",
+]
 
 #: the names of the files each data set reads, as its missing-files error must list them
 DATA_FILES = {
@@ -133,7 +140,10 @@ def test_sb_lb_studies_follow_keskars_protocol(name, registry):
     study = _study(name, registry)
     paper_scale = name != "keskar_sb_lb"
     assert list(study.variants) == ["sb", "lb"]
-    assert len(study.seeds) == 5, "the paper's 5 trials"
+    if paper_scale:
+        assert len(study.seeds) == 5, "the paper's 5 trials"
+    else:
+        assert len(study.seeds) >= 10, "enough seeds for an interval on the LB/SB ratio"
     sb, lb = study.variants["sb"], study.variants["lb"]
     for cfg in (sb, lb):
         assert _is_keras_adam(cfg.optimizer)
@@ -151,8 +161,8 @@ def test_sb_lb_studies_follow_keskars_protocol(name, registry):
     assert lb.batch_size >= 16 * sb.batch_size  # the paper: 5,000 / 256 = 19.5 (CIFAR) to 282 (TIMIT)
     # the two arms differ only in the batch size
     assert sb.model_copy(update={"batch_size": lb.batch_size}) == lb
-    # the paper's 10 L-BFGS-B iterations at paper scale; more at CPU scale (see the study file)
-    assert _sharpness(sb).maxiter == (10 if paper_scale else 20)
+    # the paper's 10 L-BFGS-B iterations, scipy's default cap on evaluations
+    assert _sharpness(sb).maxiter == 10 and _sharpness(sb).maxfun is None
 
 
 @pytest.mark.parametrize("name", list(PAPER_SB_LB))
@@ -303,7 +313,7 @@ def test_piggyback_arms_warm_start_from_the_small_batch_after_k_epochs(name, pap
     sb = study.variants["sb"]
     ks = set()
     for arm, cfg in study.variants.items():
-        if arm == "sb":
+        if arm in ("sb", "lb_long"):
             continue
         k = int(arm.removeprefix("lb_k"))
         assert cfg.warm_start is not None and cfg.warm_start.variant == "sb" and cfg.warm_start.epochs == k
@@ -316,11 +326,104 @@ def test_piggyback_arms_warm_start_from_the_small_batch_after_k_epochs(name, pap
     assert sb.warm_start is None and _small_batch_ok(sb, paper_scale)
     # the source trains at least max(k) epochs and nothing can stop it earlier: every checkpoint exists
     assert sb.epochs >= max(ks) and sb.stopping == []
+    # the equal-budget controls: a cold large-batch start and sb itself train as many epochs in all as
+    # the warm-started arm with the largest k, and sb's sharpness is measured at that k as well
+    budget = max(ks) + study.variants[f"lb_k{max(ks)}"].epochs
+    long = study.variants["lb_long"]
+    assert long.warm_start is None and long.epochs == budget
+    assert long.model_copy(update={"epochs": study.variants["lb_k0"].epochs}) == study.variants[
+        "lb_k0"
+    ].model_copy(update={"warm_start": None})
+    assert sb.epochs == budget
+    sb_sharp = _sharpness(sb)
+    assert sb_sharp.every is not None and max(ks) % sb_sharp.every == 0 and sb_sharp.at_end
+    assert sb_sharp.model_copy(update={"every": None}) == _sharpness(long)
     # every warm-started cell has its source cell (same seed) in the study
     keys = {c.key for c in study.cells()}
     for cell in study.cells():
         if cell.config.warm_start is not None:
             assert cell_key("sb", cell.point, cell.seed) in keys
+
+
+def _keskar_tables():
+    """``studies/tools/keskar_tables.py``, the script that prints the doc's Keskar tables."""
+    if "keskar_tables" not in sys.modules:
+        path = STUDIES / "tools" / "keskar_tables.py"
+        spec = importlib.util.spec_from_file_location("keskar_tables", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["keskar_tables"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["keskar_tables"]
+
+
+def test_sharpness_loss_study_is_the_sb_lb_setting_with_sharpness_along_training(registry):
+    study, base = _study("keskar_sharpness_loss", registry), _study("keskar_sb_lb", registry)
+    assert list(study.variants) == ["sb", "lb"]
+    for arm in ("sb", "lb"):
+        cfg, ref = study.variants[arm], base.variants[arm]
+        # the same training as keskar_sb_lb; only the metrics differ
+        assert cfg.model_copy(update={"metrics": ref.metrics}) == ref
+        sharp = _sharpness(cfg)
+        assert sharp.every is not None and sharp.at_end, "along training and at the end"
+        assert sharp.maxiter == 10 and sharp.subspace_matrix == "gaussian" and "random" in sharp.spaces
+        names = {m.name for m in cfg.metrics}
+        assert {"hessian_eigenvalues", "hessian_spectrum"} <= names
+        for m in cfg.metrics:
+            assert m.bn_mode == "batch" and m.max_samples == sharp.max_samples
+
+
+def test_steep_fraction_on_a_quadratic_with_known_spectrum():
+    """f(x) = ½ xᵀHx with H = Q diag(λ) Qᵀ: 2% of the eigenvalues in [1, 2] (the top: 2), 8% in
+    [0.05, 0.09] and 90% in [−1e-3, 1e-3]. Exactly 2% are ≥ 0.1 λ₁ and 10% are ≥ 0.01 λ₁; the SLQ
+    estimate from the study's 3 probes × 80 Lanczos steps on Hessian-vector products of f finds
+    them within a percentage point."""
+    from lbgap_curvature.slq import slq_spectrum
+
+    tables = _keskar_tables()
+    n = 2000
+    rng = np.random.default_rng(0)
+    lam = np.concatenate(
+        [np.linspace(1, 2, 40), rng.uniform(0.05, 0.09, 160), rng.uniform(-1e-3, 1e-3, n - 200)]
+    )
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    hess = torch.from_numpy((q * lam) @ q.T)
+    x0 = torch.zeros(n, dtype=torch.float64)
+
+    class Quadratic:  # the Hessian of f by double backward, as the metric's operator
+        size, dtype, device = n, torch.float64, torch.device("cpu")
+
+        def matvec(self, v):
+            x = x0.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(0.5 * x @ hess @ x, x, create_graph=True)
+            (hv,) = torch.autograd.grad(grad @ v, x)
+            return hv
+
+    res = slq_spectrum(Quadratic(), num_probes=3, steps=80, generator=torch.Generator().manual_seed(0))
+    top = float(np.nanmax(res.nodes))
+    assert top == pytest.approx(2.0, rel=1e-6), "the extreme Ritz value converges to λ₁"
+    assert tables.steep_fraction(res.nodes, res.weights, top, 0.1) == pytest.approx(0.02, abs=0.01)
+    assert tables.steep_fraction(res.nodes, res.weights, top, 0.01) == pytest.approx(0.10, abs=0.01)
+    # the weights of each probe sum to 1: every eigenvalue is above a threshold below the spectrum
+    assert tables.steep_fraction(res.nodes, res.weights, top, -1.0) == pytest.approx(1.0)
+
+
+def test_report_draws_sharpness_against_the_training_loss(tmp_path):
+    """A keskar_sharpness variable measured at several epochs gives sharpness_vs_loss.png."""
+    from lbgap_curvature.report import curvature_figures
+
+    epochs = np.arange(1, 7)
+    loss = np.exp(-epochs)[None, None, :] * np.array([1.0, 2.0])[:, None, None] * np.ones((2, 2, 1))
+    phi = np.where(epochs % 2 == 0, 1 / loss, np.nan)
+    coords = {"variant": ["sb", "lb"], "seed": [0, 1], "epoch": epochs}
+    dims = ("variant", "seed", "epoch")
+    ds = xr.Dataset(
+        {"train_loss": (dims, loss), "keskar_sharpness_full_eps1e-03": (dims, phi)}, coords=coords
+    )
+    figures = dict((p.name, title) for title, p in curvature_figures(ds, tmp_path))
+    assert "Fig. 6" in figures["sharpness_vs_loss.png"] and (tmp_path / "sharpness_vs_loss.png").stat().st_size
+    # measured once, at the end: no such figure
+    end_only = ds.isel(epoch=[-1])
+    assert "sharpness_vs_loss.png" not in {p.name for _, p in curvature_figures(end_only, tmp_path)}
 
 
 def test_nishtala_arms_are_sgd_and_adagrad_at_both_batch_sizes(registry):

@@ -6,6 +6,8 @@
 * :func:`plot_sharpness_vs_batch_size` — Keskar et al. Fig. 4: sharpness and
   test accuracy against the batch size on twin axes, mean ± standard
   deviation over seeds.
+* :func:`plot_sharpness_vs_loss` — Keskar et al. Fig. 6: sharpness measured
+  along training against the training loss, one line per trial, log-log.
 * :func:`plot_spectrum_density` — the Hessian eigenvalue density (SLQ).
 * :func:`plot_reparameterization` — the ``reparameterized`` metric's variables
   against α on log-log axes (Dinh et al.'s α-scale sweep), relative to α = 1.
@@ -28,6 +30,8 @@ import xarray as xr
 __all__ = [
     "plot_interpolation",
     "plot_sharpness_vs_batch_size",
+    "plot_sharpness_vs_loss",
+    "per_epoch_sharpness",
     "plot_spectrum_density",
     "plot_reparameterization",
     "reparameterized_variables",
@@ -154,6 +158,57 @@ def plot_sharpness_vs_batch_size(
     ax.set_xlabel("batch size")
     ax.set_ylabel(sharpness, color="tab:blue")
     ax2.set_ylabel(accuracy, color="tab:red")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def per_epoch_sharpness(ds: xr.Dataset, loss: str = "train_loss") -> list[str]:
+    """The ``keskar_sharpness_*`` variables measured at two or more epochs of some trial (a metric
+    with ``every``), when ``loss`` is recorded per epoch too: what :func:`plot_sharpness_vs_loss` draws."""
+    if loss not in ds or "epoch" not in ds[loss].dims:
+        return []
+    out = []
+    for name in sorted(str(v) for v in ds.data_vars if str(v).startswith("keskar_sharpness_")):
+        da = ds[name]
+        if "epoch" in da.dims and int(da.notnull().sum("epoch").max()) >= 2:
+            out.append(name)
+    return out
+
+
+def plot_sharpness_vs_loss(
+    ds: xr.Dataset,
+    *,
+    sharpness: str = "keskar_sharpness_full_eps1e-03",
+    loss: str = "train_loss",
+    select: Optional[Mapping] = None,
+    ax=None,
+    title: Optional[str] = None,
+):
+    """Keskar Fig. 6: the sharpness measured along training (a metric with ``every``) against the
+    training loss at the same epochs, one line per trial (colour per variant), log-log; the x axis
+    is inverted, so training runs from left to right."""
+    ds = _select(ds, select)
+    fig, ax = _axes(ax)
+    phi, lo = ds[sharpness], ds[loss]
+    colors = {}
+    for label, line in _lines(phi, "epoch"):
+        sel = {d: line[d].values.item() for d in phi.dims if d != "epoch" and d in line.coords}
+        x = lo.sel(sel).values if sel else lo.values
+        ok = ~np.isnan(line.values) & ~np.isnan(x)
+        if ok.sum() < 1:
+            continue
+        key = str(sel.get("variant", label))
+        first = key not in colors
+        color = colors.setdefault(key, f"C{len(colors)}")
+        ax.plot(x[ok], line.values[ok], marker="o", ms=3, color=color, label=key if first else None)
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-2)
+    ax.invert_xaxis()
+    ax.set_xlabel(loss)
+    ax.set_ylabel(sharpness)
+    if colors:
+        ax.legend()
     if title:
         ax.set_title(title)
     return fig

@@ -14,7 +14,9 @@ import xarray as xr  # noqa: E402
 from .figures import (  # noqa: E402
     plot_interpolation,
     plot_reparameterization,
+    per_epoch_sharpness,
     plot_sharpness_vs_batch_size,
+    plot_sharpness_vs_loss,
     plot_spectrum_density,
     reparameterized_variables,
 )
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def curvature_figures(ds: xr.Dataset, out_dir: Path) -> list[tuple[str, Path]]:
     """Interpolation plot (Keskar Fig. 3), sharpness and accuracy against batch size
-    (Fig. 4), spectral density, the α sweep of a reparameterized metric: whichever the
+    (Fig. 4), sharpness measured along training against the training loss (Fig. 6), spectral density, the α sweep of a reparameterized metric: whichever the
     results hold."""
     out: list[tuple[str, Path]] = []
     jobs = []
@@ -43,6 +45,15 @@ def curvature_figures(ds: xr.Dataset, out_dir: Path) -> list[tuple[str, Path]]:
                 "Sharpness and test accuracy against batch size (Keskar et al. Fig. 4)",
                 "sharpness_vs_batch_size.png",
                 lambda: plot_sharpness_vs_batch_size(ds, sharpness=sharp[0]),
+            )
+        )
+    along = per_epoch_sharpness(ds)
+    if along:
+        jobs.append(
+            (
+                "Sharpness against the training loss along training (Keskar et al. Fig. 6)",
+                "sharpness_vs_loss.png",
+                lambda: plot_sharpness_vs_loss(ds, sharpness=along[0]),
             )
         )
     if "hessian_spectrum_density" in ds:
