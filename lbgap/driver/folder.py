@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 from ..plugin_sources import plugin_names
+from ..results.trialfile import write_text_atomic
 from ..spec.load import Study
 
 __all__ = ["StudyFolderError", "prepare_folder"]
@@ -34,12 +34,8 @@ def prepare_folder(study: Study, out_dir: Path, storage_url: Optional[str]) -> N
                 f"≠ {study.spec_hash[:12]}); choose another --out or delete the folder"
             )
     else:
-        tmp = meta_path.with_name(f".study.json.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(meta_path)
+        write_text_atomic(meta_path, json.dumps(meta, indent=2))
     spec_copy = out_dir / "spec.yaml"
     if not spec_copy.exists():
-        tmp = spec_copy.with_name(f".spec.yaml.tmp-{os.getpid()}")
-        tmp.write_text(study.text or Path(study.file).read_text())
-        tmp.replace(spec_copy)
+        write_text_atomic(spec_copy, study.text or Path(study.file).read_text())
 

@@ -34,6 +34,7 @@ __all__ = [
     "weights_dir",
     "coord_value",
     "fsync_dir",
+    "write_text_atomic",
     "replace_durably",
     "is_temporary",
     "trial_file_value",
@@ -269,17 +270,19 @@ def _save_state(state: Any, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         torch.save(state, tmp)
-        _write_text_atomic(checksum_path(target), f"{_sha256_file(tmp)}  {target.name}\n")
+        write_text_atomic(checksum_path(target), f"{_sha256_file(tmp)}  {target.name}\n", encoding="ascii")
         replace_durably(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` durably: a temporary file, flushed, renamed over ``path``, the
+    folder flushed (:func:`replace_durably`); a killed writer leaves at most its temporary file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="ascii")
+        tmp.write_text(text, encoding=encoding)
         replace_durably(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -202,6 +202,20 @@ def test_weights_are_fsynced(tmp_path, monkeypatch):
     assert (str(tmp_path / "weights"), True) in synced  # the trial's new folder
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_the_study_folder_records_are_written_durably(reg, tmp_path, monkeypatch):
+    from lbgap.driver.folder import prepare_folder
+
+    synced = _record_fsyncs(monkeypatch)
+    prepare_folder(load_study_text(KEEP, "keep.yaml", reg), tmp_path, None)
+    files = {p for p, is_dir in synced if not is_dir}
+    for name in ("study.json", "spec.yaml"):
+        assert any(p.endswith(f".{name}.tmp-{os.getpid()}") for p in files), name
+        assert (tmp_path / name).exists()
+    assert (str(tmp_path), True) in synced
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 # ------------------------------------------------------------------ which weights are kept, and checked
 
 KEEP = """\
