@@ -8,13 +8,13 @@ import json
 import math
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from .runner import Runner, final_value
 
-__all__ = ["launch_command", "train_data_parallel", "read_trial", "final_from_file", "FileOutcome"]
+__all__ = ["launch_command", "train_data_parallel", "read_trial", "read_trial_outcome", "final_from_file", "FileOutcome"]
 
 
 def launch_command(
@@ -33,8 +33,11 @@ def launch_command(
 
 @dataclass
 class FileOutcome:
+    """What a finished trial's file says: status, per-epoch history, end-of-trial scalars."""
+
     status: str
     history: dict[str, list[float]]
+    end: dict[str, float] = field(default_factory=dict)
 
 
 def train_data_parallel(runner: Runner, key: str, search_params: Optional[dict[str, Any]] = None) -> FileOutcome:
@@ -45,19 +48,30 @@ def train_data_parallel(runner: Runner, key: str, search_params: Optional[dict[s
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun failed for {key} (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    status, history = read_trial(runner.trial_path(key))
-    acc = final_value(history, "test_accuracy")
-    runner.reporter.trial_end(key, status, f"test accuracy {acc:.4f} ({runner.nproc} processes)")
-    return FileOutcome(status, history)
+    outcome = read_trial_outcome(runner.trial_path(key))
+    acc = final_value(outcome.history, "test_accuracy")
+    runner.reporter.trial_end(key, outcome.status, f"test accuracy {acc:.4f} ({runner.nproc} processes)")
+    return outcome
 
 
 def read_trial(path: Path) -> tuple[str, dict[str, list[float]]]:
     """Status and per-epoch history of a finished trial's file."""
+    outcome = read_trial_outcome(path)
+    return outcome.status, outcome.history
+
+
+def read_trial_outcome(path: Path) -> FileOutcome:
+    """A finished trial's file as an outcome (status, per-epoch history, numeric scalars)."""
     import xarray as xr
 
     with xr.open_dataset(path) as ds:
         history = {name: ds[name].values.tolist() for name in ds.data_vars if ds[name].dims == ("epoch",)}
-        return str(ds["status"].values), history
+        end = {
+            name: float(ds[name].values)
+            for name in ds.data_vars
+            if ds[name].dims == () and ds[name].dtype.kind in "fiu"
+        }
+        return FileOutcome(str(ds["status"].values), history, end)
 
 
 def final_from_file(path: Path) -> float:

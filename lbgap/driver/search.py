@@ -26,7 +26,7 @@ from ..results.trialfile import coord_value
 from ..spec.load import Study, cell_key
 from ..spec.merge import split_path
 from .optuna_study import open_optuna_study
-from .parallel import train_data_parallel
+from .parallel import read_trial_outcome, train_data_parallel
 from .runner import Runner, RunSummary, final_value
 
 __all__ = ["search_budget", "search_trial_config", "run_search", "search_points", "SearchPoint", "TARGET_OBJECTIVES"]
@@ -283,11 +283,17 @@ class _PointSearch:
             for i, seed in enumerate(seeds):
                 key = sp.key(number, seed)
                 report = self._reporter(trial) if i == 0 else None
-                if runner.nproc > 1:  # no per-epoch reports: run_study allows this without a pruner
+                if "retry_of" in trial.user_attrs and runner.trial_path(key).exists():
+                    # an interrupted trial retried with its parameters: the seeds it finished
+                    # wrote their files, which are its results (a seed is never trained twice)
+                    outcome = read_trial_outcome(runner.trial_path(key))
+                    runner.reporter.trial_end(key, outcome.status, "finished before the interruption")
+                elif runner.nproc > 1:  # no per-epoch reports: run_study allows this without a pruner
                     outcome = train_data_parallel(runner, key, search_params=dict(trial.params))
+                    tally.trained += 1
                 else:
                     outcome = runner.train(cfg, seed, key, _trial_coords(sp, number, seed), on_epoch=report)
-                tally.trained += 1
+                    tally.trained += 1
                 outcomes.append(outcome)
                 if outcome.status == "pruned":
                     runner.reporter.skipped(len(seeds) - len(outcomes))

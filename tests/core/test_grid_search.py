@@ -109,3 +109,34 @@ def test_a_steps_objective_needs_a_target(toy_registry):
     text = SPEC.replace("  target: {metric: train_loss, value: 0.5, every_steps: 1, stop: true}\n", "")
     with pytest.raises(SpecError, match="objective steps_to_target needs a target"):
         _study(toy_registry, text)
+
+
+def test_an_interrupted_search_trial_keeps_the_seeds_it_finished(toy_registry, tmp_path):
+    """Killed after the first seed of a trial: on resume the trial is retried with its parameters,
+    the finished seed is read from its file, and only the other seed trains."""
+    text = SPEC.replace("grid:\n  batch_size: [16, 64]\n", "").replace("seeds: [0]", "seeds: [0, 1]")
+    text = text.replace("n_trials: 4", "n_trials: 2")
+    whole = run_study(_study(toy_registry, text), tmp_path / "whole", device="cpu")
+    from lbgap.driver import runner as runner_module
+
+    real = runner_module.Runner.train
+    calls = []
+
+    def train_then_die(self, cfg, seed, key, *args, **kwargs):
+        calls.append(key)
+        if key == "trial=1,seed=1":
+            raise KeyboardInterrupt
+        return real(self, cfg, seed, key, *args, **kwargs)
+
+    runner_module.Runner.train = train_then_die
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_study(_study(toy_registry, text), tmp_path / "cut", device="cpu")
+    finally:
+        runner_module.Runner.train = real
+    assert (tmp_path / "cut" / "trials" / "trial=1,seed=0.nc").exists()
+    resumed = run_study(_study(toy_registry, text), tmp_path / "cut", device="cpu")
+    assert resumed.trained == 1  # seed 1 of trial 1; seed 0 came from its file
+    a, b = xr.load_dataset(whole.results), xr.load_dataset(resumed.results)
+    for name in ("lr", "objective", "steps_to_target", "train_loss"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
