@@ -118,7 +118,7 @@ def test_the_settings_rest_on_phrases_of_the_seed_text(seed_file):
         assert " ".join(phrase.split()) in text, phrase
 
 
-@pytest.mark.parametrize("name", PAPER_FILES)
+@pytest.mark.parametrize("name", [*PAPER_FILES, "li_mnist1d_lr_noise"])
 def test_each_file_names_its_paper_table_and_seeds(name, registry):
     study = _study(name, registry)
     assert study.header.study == name
@@ -384,3 +384,41 @@ def test_the_command_line_dry_run_passes_on_synthetic_files(tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "sb" in done.stdout and "lb" in done.stdout
+
+
+# ----------------------------------------------------------------- the CPU analogue on MNIST-1D
+
+
+def test_cpu_analogue_runs_the_clean_tables_recipe_on_mnist1d(registry):
+    v = _study("li_mnist1d_lr_noise", registry).variants
+    assert list(v) == ["large_then_small", "small", "small_noise"]
+    paper = _study("li_cifar10_clean", registry).variants
+    for arm, cfg in v.items():
+        assert cfg.dataset.name == "mnist1d", "generated offline: no download"
+        assert cfg.model.name == "mlp" and cfg.model.noise_sites and cfg.model.norm == "batchnorm"
+        for field in ("optimizer", "schedule", "epochs", "batch_size", "grad_clip"):
+            assert getattr(cfg, field) == getattr(paper[arm], field), (arm, field)
+    (noise,), (paper_noise,) = v["small_noise"].noise, paper["small_noise"].noise
+    assert noise.model_copy(update={"sharing": paper_noise.sharing}) == paper_noise
+    assert noise.sharing == "none", "an MLP has no spatial map to share"
+    _three_arm_recipe(v)
+
+
+@pytest.mark.slow
+def test_cpu_analogue_shows_the_papers_ordering(tmp_path):
+    """The ordering of Li et al.'s table, large_then_small > small_noise > small, in every seed, and
+    each gap of the means larger than the sum of the two arms' seed standard deviations
+    (docs/reproductions.md, CPU analogue; measured: 85.60 ± 0.43, 81.85 ± 0.61, 76.58 ± 0.91)."""
+    from lbgap.driver.run import run_study
+    from lbgap.results import final_values
+
+    study = load_study(STUDIES / "li_mnist1d_lr_noise.yaml", load_registry())
+    summary = run_study(study, tmp_path, device="cpu")
+    with xr.open_dataset(summary.results) as f:
+        acc = final_values(f.load(), "test_accuracy") * 100
+    mean, std = acc.mean("seed"), acc.std("seed", ddof=1)
+    ls, s, sn = (acc.sel(variant=a) for a in ("large_then_small", "small", "small_noise"))
+    assert bool((ls > sn).all()) and bool((sn > s).all()), acc.to_series().to_dict()
+    for hi, lo in (("large_then_small", "small_noise"), ("small_noise", "small")):
+        gap = float(mean.sel(variant=hi) - mean.sel(variant=lo))
+        assert gap > float(std.sel(variant=hi) + std.sel(variant=lo)), (hi, lo, gap)
