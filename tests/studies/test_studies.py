@@ -54,12 +54,35 @@ def test_hoffer_regime_arms_are_the_papers_columns():
 
 @pytest.mark.slow
 def test_hoffer_regime_shows_the_gap_and_its_closing(tmp_path):
+    """docs/reproductions.md's Hoffer table: every arm fits its training set, so the gap is one of
+    generalization; the gap and the remedies' gains clear the seed spread (mean ± std over 3 seeds)."""
     from lbgap.driver.run import run_study
 
     study = load_study(ROOT / "studies" / "hoffer_regime.yaml", load_registry())
     summary = run_study(study, tmp_path, device="cpu")
     ds = xr.open_dataset(summary.results)
-    final = final_values(ds, "test_accuracy").mean("seed") * 100
-    assert float(final.sel(variant="sb") - final.sel(variant="lb")) >= 3.0
-    assert float(final.sel(variant="lb_lr_gbn_ra")) >= float(final.sel(variant="sb")) - 1.0
-    assert float(final.sel(variant="lb_lr")) > float(final.sel(variant="lb"))
+    assert ds.sizes["seed"] >= 3
+    train = final_values(ds, "train_accuracy") * 100
+    test = final_values(ds, "test_accuracy") * 100
+    # the confound check: the small batch (and every other arm) fits its training set
+    assert float(train.min()) >= 99.0, train.to_pandas()
+    mean, std = test.mean("seed"), test.std("seed", ddof=1)
+
+    def gain(a: str, b: str) -> tuple[float, float]:
+        """mean(a) - mean(b), and the seed spread std(a) + std(b)."""
+        return float(mean.sel(variant=a) - mean.sel(variant=b)), float(std.sel(variant=a) + std.sel(variant=b))
+
+    gap, spread = gain("sb", "lb")
+    assert gap >= 3.0 and gap > spread, (gap, spread)
+    lr, spread = gain("lb_lr", "lb")
+    assert lr > spread, (lr, spread)
+    # ghost batch norm does not cost accuracy on top of sqrt scaling
+    gbn, spread = gain("lb_lr_gbn", "lb_lr")
+    assert gbn > -spread, (gbn, spread)
+    # regime adaptation adds to sqrt scaling, closes most of the gap and ends within the spread of sb
+    ra, spread = gain("lb_lr_gbn_ra", "lb_lr")
+    assert ra > spread, (ra, spread)
+    closed, _ = gain("lb_lr_gbn_ra", "lb")
+    assert closed >= 0.6 * gap, (closed, gap)
+    behind, spread = gain("sb", "lb_lr_gbn_ra")
+    assert behind <= spread, (behind, spread)
