@@ -111,7 +111,8 @@ def _phi_label(var: str) -> str:
     space = {"full": "full space", "random_gaussian": "random 100-dim subspace (Gaussian A)",
              "random_orthonormal": "random 100-dim subspace (orthonormal A)",
              "random_smoothout": "random 100-dim subspace (SmoothOut A)"}.get(space, space)
-    return f"φ {space}, ε = {float(eps):g}"
+    mant, exp = f"{float(eps):.0e}".split("e")
+    return f"φ {space}, ε = {mant}e{int(exp)}"
 
 
 # ----------------------------------------------------------------- keskar_sb_lb
