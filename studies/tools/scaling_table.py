@@ -44,7 +44,9 @@ def main(run_dir: str) -> None:
     sizes = best["batch_size"].values.astype(int)
     steps = best.values
     noise = "gradient_noise_scale" in ds
-    head = "| B | trials met | best steps | best examples | lr | momentum | fitted S(B) | S(B)/S(2B) | regime |"
+    head = (
+        "| B | trials met | best steps | best examples | lr | momentum | fitted S(B) | S(B)/S(2B) | regime |"
+    )
     if noise:
         head += " B_simple, first epoch | B_simple at target |"
     print(head)
