@@ -97,6 +97,15 @@ def steep_fraction(nodes: np.ndarray, weights: np.ndarray, top: float, threshold
     return float(above.sum(1).mean())
 
 
+def _ms_g(values: np.ndarray) -> str:
+    """mean ± standard deviation, each as :func:`g` writes it."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return "–"
+    return g(float(v.mean())) + (f" ± {g(float(v.std(ddof=1)))}" if len(v) > 1 else "")
+
+
 def _row(label: str, cells: Sequence[str]) -> str:
     return "| " + " | ".join([label, *cells]) + " |"
 
@@ -214,7 +223,8 @@ def piggyback(ds: xr.Dataset, boot: int) -> None:
         ks = sorted(int(v.removeprefix("lb_k")) for v in variants if v.startswith("lb_k"))
         cols.append((f"SB, {max(ks)} ep. (source of k = {max(ks)})", "sb", max(ks)))
         cols.append((f"SB, {last} ep.", "sb", None))
-    cols += [(f"k = {v.removeprefix('lb_k')}", v, None) for v in variants if v.startswith("lb_k")]
+    warm = sorted((v for v in variants if v.startswith("lb_k")), key=lambda v: int(v.removeprefix("lb_k")))
+    cols += [(f"k = {v.removeprefix('lb_k')}", v, None) for v in warm]
     if "lb_long" in variants:
         cols.append((f"cold LB, {int(epochs_trained(ds).sel(variant='lb_long').max())} ep.", "lb_long", None))
 
@@ -230,8 +240,7 @@ def piggyback(ds: xr.Dataset, boot: int) -> None:
     print(_row("test accuracy (%)", [ms(at("test_accuracy", v, e) * 100) for _, v, e in cols]))
     print(_row("training loss", [g(float(np.nanmean(at("train_loss", v, e)))) for _, v, e in cols]))
     for var in phi_vars:
-        print(_row(_phi_label(var), [ms(at(var, v, e)) if not np.isnan(at(var, v, e)).all() else "–"
-                                     for _, v, e in cols]))
+        print(_row(_phi_label(var), [_ms_g(at(var, v, e)) for _, v, e in cols]))
     print()
     for var in phi_vars:
         for _, v, e in cols:
@@ -301,15 +310,37 @@ def steep(ds: xr.Dataset, boot: int, thresholds: Sequence[float]) -> None:
         print(_row(f"{lo:g} (below {hi:g})", cells))
 
 
+def load(run: Path) -> xr.Dataset:
+    """``run/results.nc``; without it (a run whose combine step failed), the trial files of
+    ``run/trials`` put together: a variable measured per epoch in some trials and only at the end in
+    others takes its end value at the trial's last epoch."""
+    path = run / "results.nc"
+    if path.exists():
+        return xr.load_dataset(path)
+    trials = [xr.load_dataset(f) for f in sorted((run / "trials").glob("*.nc"))]
+    if not trials:
+        raise SystemExit(f"{run} holds neither results.nc nor trials/*.nc")
+    print(f"(no results.nc: {len(trials)} trial files of {run / 'trials'})\n")
+    per_epoch = {str(v) for t in trials for v in t.data_vars if "epoch" in t[v].dims}
+    parts = []
+    for t in trials:
+        last = int(t["epoch"].values[-1])
+        for v in list(t.data_vars):
+            if v in per_epoch and "epoch" not in t[v].dims:
+                t[v] = t[v].expand_dims(epoch=t["epoch"].values).where(t["epoch"] == last)
+        parts.append(t.expand_dims(["variant", "seed"]))
+    return xr.combine_by_coords(parts, data_vars="all", join="outer", combine_attrs="drop_conflicts")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", choices=["sb_lb", "sweep", "piggyback", "steep"])
-    p.add_argument("run", type=Path, help="a finished study's output folder (holds results.nc)")
+    p.add_argument("run", type=Path, help="a finished study's output folder (results.nc, else trials/*.nc)")
     p.add_argument("--boot", type=int, default=10_000, help="bootstrap draws (default 10,000)")
     p.add_argument("--threshold", type=float, nargs="+", default=list(STEEP_THRESHOLDS),
                    help="steep: eigenvalue thresholds relative to the top one (default 0.1 0.01)")
     args = p.parse_args(argv)
-    ds = xr.load_dataset(args.run / "results.nc")
+    ds = load(args.run)
     if args.kind == "sb_lb":
         sb_lb(ds, args.boot)
     elif args.kind == "sweep":
