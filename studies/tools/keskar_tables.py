@@ -93,6 +93,8 @@ def steep_fraction(nodes: np.ndarray, weights: np.ndarray, top: float, threshold
     quadrature estimate of 1 − F(threshold·top), F the spectral distribution). ``nodes`` and
     ``weights``: (probes, nodes), NaN-padded, as ``hessian_spectrum_nodes`` / ``_weights``."""
     nodes, weights = np.atleast_2d(nodes), np.atleast_2d(weights)
+    if np.isnan(nodes).all() or not np.isfinite(top):
+        return float("nan")  # a trial without a spectrum
     above = np.where(np.isnan(nodes), 0.0, (nodes >= threshold * top) * np.nan_to_num(weights))
     return float(above.sum(1).mean())
 
@@ -266,18 +268,21 @@ def steep(ds: xr.Dataset, boot: int, thresholds: Sequence[float]) -> None:
     seeds = ds["seed"].values
     print(f"{len(seeds)} seeds; mean ± standard deviation\n")
     cols = ["top eigenvalue λ₁ (Lanczos)", "largest SLQ node"]
-    cols += [f"fraction of eigenvalues ≥ {t:g} λ₁" for t in thresholds]
+    cols += [f"fraction of eigenvalues ≥ {t:g} λ₁ (λ₁: the larger of the two)" for t in thresholds]
     cols += ["φ full, ε = 1e-3", "φ random Gaussian 100-dim, ε = 1e-3", "random / full", "test accuracy (%)"]
     print("| | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))
     fractions: dict[tuple[str, float], np.ndarray] = {}
     for v in variants:
         d = ds.sel(variant=v)
-        top = d["hessian_top_eigenvalue"].values
-        nodes, weights = d["hessian_spectrum_nodes"].values, d["hessian_spectrum_weights"].values
+        top = d["hessian_top_eigenvalue"].transpose("seed").values
+        nodes = d["hessian_spectrum_nodes"].transpose("seed", "slq_probe", "slq_node").values
+        weights = d["hessian_spectrum_weights"].transpose("seed", "slq_probe", "slq_node").values
         cells = [ms(top, "{:.3g}"), ms(np.nanmax(nodes, axis=(1, 2)), "{:.3g}")]
+        # λ₁: the larger of the Lanczos top eigenvalue and the largest SLQ node (either may stop short)
+        lam1 = np.fmax(top, np.nanmax(nodes, axis=(1, 2)))
         for t in thresholds:
-            f = np.array([steep_fraction(nodes[i], weights[i], top[i], t) for i in range(len(seeds))])
+            f = np.array([steep_fraction(nodes[i], weights[i], lam1[i], t) for i in range(len(seeds))])
             fractions[(v, t)] = f
             cells.append(ms(f * 100, "{:.2f}") + " %")
         full = final(d["keskar_sharpness_full_eps1e-03"]).values
@@ -329,7 +334,7 @@ def load(run: Path) -> xr.Dataset:
             if v in per_epoch and "epoch" not in t[v].dims:
                 t[v] = t[v].expand_dims(epoch=t["epoch"].values).where(t["epoch"] == last)
         parts.append(t.expand_dims(["variant", "seed"]))
-    return xr.combine_by_coords(parts, data_vars="all", join="outer", combine_attrs="drop_conflicts")
+    return xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop_conflicts")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
