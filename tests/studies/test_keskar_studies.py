@@ -669,6 +669,34 @@ def test_keskar_piggyback_warm_start_lowers_sharpness(registry, tmp_path, monkey
 
 
 @pytest.mark.slow
+def test_keskar_sharpness_loss_few_steep_directions_and_lb_sharpens_as_the_loss_falls(
+    registry, tmp_path, monkeypatch
+):
+    from lbgap_curvature.figures import per_epoch_sharpness
+
+    ds = _run("keskar_sharpness_loss", registry, tmp_path, monkeypatch)
+    check_keskar_sharpness_loss(ds)
+    assert per_epoch_sharpness(ds), "the report draws sharpness against the training loss"
+
+
+def check_keskar_sharpness_loss(ds: xr.Dataset) -> None:
+    """docs/reproductions.md on keskar_sharpness_loss: φ along training, the steep fraction."""
+    tables = _keskar_tables()
+    phi, loss = ds["keskar_sharpness_full_eps1e-03"], ds["train_loss"]
+    assert (phi.notnull().sum("epoch") >= 5).all(), "measured along training"
+    low = {v: phi.sel(variant=v).where(loss.sel(variant=v) < 0.01) for v in ("sb", "lb")}
+    assert float(low["lb"].mean()) > 5 * float(low["sb"].mean()), "at low loss LB is far sharper"
+    for v in ("sb", "lb"):
+        for s in ds["seed"].values:
+            d = ds.sel(variant=v, seed=s)
+            nodes = d["hessian_spectrum_nodes"].transpose("slq_probe", "slq_node").values
+            lam1 = max(float(d["hessian_top_eigenvalue"]), float(np.nanmax(nodes)))
+            weights = d["hessian_spectrum_weights"].transpose("slq_probe", "slq_node").values
+            frac = tables.steep_fraction(nodes, weights, lam1, 0.1)
+            assert frac < 0.01, "well under 1% of the eigenvalues within a factor 10 of the top one"
+
+
+@pytest.mark.slow
 def test_dinh_alpha_scale_changes_sharpness_but_not_the_function(registry, tmp_path, monkeypatch):
     ds = _run("dinh_reparam", registry, tmp_path, monkeypatch)
     table = ds[[v for v in ds.data_vars if str(v).startswith("reparam_")]].mean("seed")
