@@ -121,7 +121,8 @@ def _phi_label(var: str) -> str:
     space, eps = rest.rsplit("_eps", 1)
     space = {"full": "full space", "random_gaussian": "random 100-dim subspace (Gaussian A)",
              "random_orthonormal": "random 100-dim subspace (orthonormal A)",
-             "random_smoothout": "random 100-dim subspace (SmoothOut A)"}.get(space, space)
+             "random_smoothout": "random 100-dim subspace (SmoothOut A)",
+             "random": "random 100-dim subspace (orthonormal A, the default)"}.get(space, space)
     mant, exp = f"{float(eps):.0e}".split("e")
     return f"φ {space}, ε = {mant}e{int(exp)}"
 
