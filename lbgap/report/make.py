@@ -322,6 +322,57 @@ def make_report(out_dir: Path) -> Path:
     return build_report(out_dir).path
 
 
+def _search_order(objective: np.ndarray, direction: str) -> np.ndarray:
+    """Trial indices best first (NaN objectives last)."""
+    sign = 1.0 if direction == "minimize" else -1.0
+    return np.argsort(np.where(np.isnan(objective), np.inf, sign * objective), kind="stable")
+
+
+def _search_lines(ds: xr.Dataset) -> list[str]:
+    """The search's trials, best first; with a search inside every grid point, the best trial of
+    each point and then each point's trials."""
+    direction = ds.attrs.get("optuna_direction", "maximize")
+    grid_dims = [d for d in ds["objective"].dims if d != "trial"]
+    params = [
+        n for n in ds.variables
+        if n not in ("trial", "objective", "trial_state", "best_objective", "best_trial", *grid_dims)
+        and ds[n].dims in (("trial",), (*grid_dims, "trial"))
+    ]
+    header = ["| trial | " + " | ".join(params) + " | objective | state |", "|---" * (len(params) + 3) + "|"]
+
+    def rows(at: xr.Dataset) -> list[str]:
+        out = []
+        for i in _search_order(at["objective"].values, direction):
+            vals = " | ".join(str(at[p].values[i]) for p in params)
+            out.append(f"| {int(at['trial'].values[i])} | {vals} | {at['objective'].values[i]:.4f} | {at['trial_state'].values[i]} |")
+        return out
+
+    if not grid_dims:
+        return ["## Search trials (best first)", "", *header, *rows(ds), ""]
+    lines = ["## Search at every grid point", "", f"Best trial of each point ({direction} the objective).", ""]
+    lines += ["| " + " | ".join(grid_dims) + " | best trial | " + " | ".join(params) + " | objective | trials with a value |"]
+    lines += ["|---" * (len(grid_dims) + len(params) + 3) + "|"]
+    points = ds["objective"].stack(point=grid_dims)["point"].values
+    for point in points:
+        at = ds.sel(dict(zip(grid_dims, point if isinstance(point, tuple) else (point,), strict=True)))
+        objective = at["objective"].values
+        met = int(np.sum(~np.isnan(objective)))
+        labels = " | ".join(str(v) for v in (point if isinstance(point, tuple) else (point,)))
+        if met == 0:
+            lines.append(f"| {labels} | — | " + " | ".join("—" for _ in params) + f" | — | 0/{objective.size} |")
+            continue
+        best = int(_search_order(objective, direction)[0])
+        vals = " | ".join(str(at[p].values[best]) for p in params)
+        lines.append(f"| {labels} | {int(at['trial'].values[best])} | {vals} | {objective[best]:.4f} | {met}/{objective.size} |")
+    lines.append("")
+    for point in points:
+        where = point if isinstance(point, tuple) else (point,)
+        at = ds.sel(dict(zip(grid_dims, where, strict=True)))
+        title = ", ".join(f"{d}={v}" for d, v in zip(grid_dims, where, strict=True))
+        lines += [f"### Trials at {title} (best first)", "", *header, *rows(at), ""]
+    return lines
+
+
 def build_report(out_dir: Path, registry: Any = None, *, critical_batch_boot: int = 1000) -> Report:
     """Write ``out_dir/report/summary.md`` and PNG figures; return where, and which plugins'
     figures failed (the critical batch size's, :data:`CRITICAL_BATCH`, among them).
@@ -359,16 +410,7 @@ def build_report(out_dir: Path, registry: Any = None, *, critical_batch_boot: in
     lines += _metric_lines(ds)
     lines += critical_lines
     if "trial" in ds.dims and "objective" in ds:
-        order = np.argsort(-np.nan_to_num(ds["objective"].values, nan=-np.inf))
-        if ds.attrs.get("optuna_direction") == "minimize":
-            order = order[::-1]
-        lines += ["## Search trials (best first)", ""]
-        params = [c for c in ds.coords if ds[c].dims == ("trial",) and c != "trial"]
-        lines += ["| trial | " + " | ".join(params) + " | objective | state |", "|---" * (len(params) + 3) + "|"]
-        for i in order:
-            vals = " | ".join(str(ds[p].values[i]) for p in params)
-            lines.append(f"| {int(ds['trial'].values[i])} | {vals} | {ds['objective'].values[i]:.4f} | {ds['trial_state'].values[i]} |")
-        lines.append("")
+        lines += _search_lines(ds)
     lines += ["## Figures", ""]
     for title, path in figs:
         lines += [f"### {title}", "", f"![{title}]({Path(path).name})", ""]

@@ -140,3 +140,24 @@ def test_an_interrupted_search_trial_keeps_the_seeds_it_finished(toy_registry, t
     a, b = xr.load_dataset(whole.results), xr.load_dataset(resumed.results)
     for name in ("lr", "objective", "steps_to_target", "train_loss"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_the_report_shows_the_best_trial_of_every_point(finished, toy_registry, tmp_path):
+    import shutil
+
+    from lbgap.report import build_report
+
+    out, _summary, ds = finished
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    text = build_report(folder, toy_registry).path.read_text()
+    assert "## Search at every grid point" in text
+    for b in (16, 64):
+        at = ds.sel(batch_size=b)
+        met = int(np.sum(~np.isnan(at["objective"].values)))
+        row = next(line for line in text.splitlines() if line.startswith(f"| {b} | "))
+        assert row.endswith(f"| {met}/4 |")
+        if met:
+            best = int(at["best_trial"])
+            assert row.startswith(f"| {b} | {best} | ") and f"{float(at['best_objective']):.4f}" in row
+        assert f"### Trials at batch_size={b} (best first)" in text
