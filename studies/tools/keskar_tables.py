@@ -301,7 +301,7 @@ def steep(ds: xr.Dataset, boot: int, thresholds: Sequence[float]) -> None:
             d = ds.sel(variant=v, seed=s)
             phi = d["keskar_sharpness_full_eps1e-03"]
             ok = phi.notnull().values
-            pts = [f"{g(float(l))}→{g(float(p))}" for l, p in zip(d["train_loss"].values[ok], phi.values[ok], strict=True)]
+            pts = [f"{g(float(loss))}→{g(float(p))}" for loss, p in zip(d["train_loss"].values[ok], phi.values[ok], strict=True)]
             print(f"  {v} seed {s} (loss→φ): " + ", ".join(pts))
     print("\n| training loss above | " + " | ".join(variants) + " |")
     print("|---|" + "---|" * len(variants))

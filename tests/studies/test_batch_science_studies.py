@@ -94,7 +94,7 @@ def _goyal_arms_follow_the_rule(study, reference: int, warmup_epochs: float, bas
             else:
                 assert cfg.schedule.model_dump(exclude_none=True) == base_schedule
     # the arms differ only in the regime and the schedule
-    for a, b in zip(by_arm["scaled_warmup"], by_arm["unscaled"]):
+    for a, b in zip(by_arm["scaled_warmup"], by_arm["unscaled"], strict=True):
         assert a.model_copy(update={"regime": [], "schedule": b.schedule}) == b
     # Goyal's learning rate: η at step 0, kη after the warm-up, for the largest batch
     eta, big = by_arm["unscaled"][0].optimizer.lr, max(sizes)

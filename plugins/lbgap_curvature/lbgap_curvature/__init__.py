@@ -19,10 +19,7 @@ rescalings), :mod:`.noise_scale` (gradient noise scale),
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from lbgap.api import MetricPlugin, PluginConfig, hookimpl
+from lbgap.api import Deferred, MetricPlugin, PluginConfig, hookimpl
 
 from .configs import (
     AdaptiveSharpnessConfig,
@@ -54,31 +51,10 @@ METRICS: dict[str, tuple[type[PluginConfig], str, str]] = {
 }
 
 
-class _Deferred:
-    # A metric class of one of this package's modules, imported on its first call (building the
-    # metric). ``__doc__`` is the class's, for `lbgap plugins show`.
-
-    def __init__(self, module: str, name: str) -> None:
-        self.module, self.name = module, name
-
-    def resolve(self) -> type:
-        return getattr(importlib.import_module(f"{__name__}.{self.module}"), self.name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.resolve()(*args, **kwargs)
-
-    @property
-    def __doc__(self) -> str | None:  # type: ignore[override]
-        return self.resolve().__doc__
-
-    def __repr__(self) -> str:
-        return f"<build {__name__}.{self.module}.{self.name}>"
-
-
 @hookimpl
 def lbgap_register_metrics() -> list[MetricPlugin]:
     return [
-        MetricPlugin(name=name, config=config, build=_Deferred(module, cls))
+        MetricPlugin(name=name, config=config, build=Deferred(f".{module}", cls, __name__))
         for name, (config, module, cls) in METRICS.items()
     ]
 

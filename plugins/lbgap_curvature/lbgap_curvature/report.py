@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from .figures import (  # noqa: E402
+    per_epoch_sharpness,
     plot_interpolation,
     plot_reparameterization,
-    per_epoch_sharpness,
     plot_sharpness_vs_batch_size,
     plot_sharpness_vs_loss,
     plot_spectrum_density,
