@@ -86,3 +86,27 @@ def test_hoffer_regime_shows_the_gap_and_its_closing(tmp_path):
     assert closed >= 0.6 * gap, (closed, gap)
     behind, spread = gain("sb", "lb_lr_gbn_ra")
     assert behind <= spread, (behind, spread)
+
+
+@pytest.mark.slow
+def test_hoffer_ghost_bn_sizes(tmp_path):
+    """docs/reproductions.md's ghost-size table: at this scale no ghost size gains more than the seed
+    spread over plain BatchNorm at the large batch, and ghosts of 8 underfit and lose more than the spread."""
+    from lbgap.driver.run import run_study
+
+    study = load_study(ROOT / "studies" / "hoffer_ghost_bn.yaml", load_registry())
+    assert study.variants["ghost_64"].model.ghost_size == 64 and study.variants["bn"].model.norm == "batchnorm"
+    summary = run_study(study, tmp_path, device="cpu")
+    ds = xr.open_dataset(summary.results)
+    assert ds.sizes["seed"] >= 3
+    test = final_values(ds, "test_accuracy") * 100
+    train = final_values(ds, "train_accuracy") * 100
+    mean, std = test.mean("seed"), test.std("seed", ddof=1)
+    ghosts = [v for v in ds.variant.values if v != "bn"]
+    for v in ghosts:
+        gain = float(mean.sel(variant=v) - mean.sel(variant="bn"))
+        spread = float(std.sel(variant=v) + std.sel(variant="bn"))
+        assert gain < spread, (v, gain, spread)
+    assert float(train.sel(variant="ghost_8").max()) < 99.0
+    loss = float(mean.sel(variant="bn") - mean.sel(variant="ghost_8"))
+    assert loss > float(std.sel(variant="bn") + std.sel(variant="ghost_8")), loss
