@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -41,9 +42,9 @@ SETTINGS = settings(
 )
 
 
-def validate(text: str | bytes, name: str = "study.yaml"):
-    """``lbgap study validate`` on ``text`` in-process; returns (exit status, output)."""
-    path = _tmp / name
+def validate(text: str | bytes, name: str = "study.yaml", folder: Path = _tmp):
+    """``lbgap study validate`` on ``text`` written to ``folder / name`` in-process; returns (result, path)."""
+    path = folder / name
     if isinstance(text, bytes):
         path.write_bytes(text)
     else:
@@ -52,8 +53,8 @@ def validate(text: str | bytes, name: str = "study.yaml"):
     return result, str(path)
 
 
-def assert_clean(text: str | bytes, name: str = "study.yaml") -> int:
-    result, path = validate(text, name)
+def assert_clean(text: str | bytes, name: str = "study.yaml", folder: Path = _tmp) -> int:
+    result, path = validate(text, name, folder)
     output = result.output
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"validate raised {result.exception!r} on:\n{text!r}") from result.exception
@@ -193,15 +194,19 @@ def test_generated_text_validates_cleanly(text):
 
 
 @pytest.mark.parametrize("spec", STUDIES, ids=[p.stem for p in STUDIES])
-def test_mutated_shipped_studies_validate_cleanly(spec):
+def test_mutated_shipped_studies_validate_cleanly(spec, tmp_path):
+    # a copy of studies/ of its own: the files a study extends (bases/, a sibling study) are beside it,
+    # and a mutated file cannot leak into another study that extends it
+    folder = tmp_path / "studies"
+    shutil.copytree(spec.parent, folder)
     text = spec.read_text()
-    assert assert_clean(text, spec.name) == 0
+    assert assert_clean(text, spec.name, folder) == 0
 
     @settings(SETTINGS, max_examples=6)
     @given(st.data())
     def check(data):
         mutated = data.draw(st.one_of(tree_mutations(text), text_mutations(text)))
-        assert_clean(mutated, spec.name)
+        assert_clean(mutated, spec.name, folder)
 
     check()
 
@@ -277,7 +282,7 @@ def test_non_finite_plugin_setting_in_a_variant_and_grid_are_refused():
     "old,new,path,fragment",
     [
         ("  batch_size: 64", "  batch_size: true", "base.batch_size", "valid integer, not a boolean"),
-        ("  epochs: 10", "  epochs: false", "base.epochs", "a number, not a boolean (got false)"),
+        ("  epochs: 20", "  epochs: false", "base.epochs", "a number, not a boolean (got false)"),
         ("seeds: [0, 1, 2]", "seeds: [0, true]", "seeds.1", "valid integer, not a boolean"),
         ("  batch_size: 64", "  batch_size: '64'", "base.batch_size", "valid integer, not a string"),
         ("lr: 0.05", "lr: '0.05'", "base.optimizer.lr", "valid number, not a string"),
