@@ -288,7 +288,8 @@ def _search_samples(param: Any) -> list[tuple[Any, Any]]:
         return list(zip(param.choices, labels, strict=True))
     if param.type in ("int", "pow2"):
         return [(int(param.low), int(param.low)), (int(param.high), int(param.high))]
-    return [(param.low, param.low), (param.high, param.high)]
+    low, high = param.value(param.low), param.value(param.high)
+    return [(low, low), (high, high)]
 
 
 def _search_checks(study: Study, overrides: dict[str, Any]) -> list[Check]:

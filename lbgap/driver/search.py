@@ -60,7 +60,7 @@ def _grid_space(search) -> dict[str, list[Any]]:
         elif p.step is not None:
             n = int(round((p.high - p.low) / p.step))
             vals = [p.low + i * p.step for i in range(n + 1)]
-            space[path] = [int(v) for v in vals] if p.type == "int" else vals
+            space[_optuna_name(path, p)] = [int(v) for v in vals] if p.type == "int" else vals
         else:
             raise ValueError(f"grid sampler: parameter {path} needs choices, pow2 or a step")
     return space
@@ -86,7 +86,8 @@ def _search_overrides(search, trial: Any, grid: bool) -> tuple[dict[str, Any], d
 def _suggest(trial: optuna.Trial, path: str, p, grid: bool) -> tuple[Any, Any]:
     """Return (config value, coordinate value)."""
     if p.type == "float":
-        v = trial.suggest_float(path, p.low, p.high, log=p.log, step=None if p.log else p.step)
+        u = trial.suggest_float(_optuna_name(path, p), p.low, p.high, log=p.log, step=None if p.log else p.step)
+        v = p.value(u)
         return v, v
     if p.type == "int":
         step = int(p.step) if p.step else 1
@@ -103,6 +104,11 @@ def _suggest(trial: optuna.Trial, path: str, p, grid: bool) -> tuple[Any, Any]:
     value = p.choices[idx]
     label = p.labels[idx] if p.labels else value
     return value, label
+
+
+def _optuna_name(path: str, p) -> str:
+    """The Optuna parameter of a searched setting: the path, or ``1-<path>`` for ``transform: one_minus``."""
+    return f"1-{path}" if p.transform == "one_minus" else path
 
 
 def _pow2(p) -> list[int]:

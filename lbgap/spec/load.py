@@ -628,7 +628,7 @@ class _Validator:
             elif param.type == "int":
                 samples = [int(param.low), int(param.high)]
             else:
-                samples = [param.low, param.high]
+                samples = [param.value(param.low), param.value(param.high)]
             for name, merged in variant_dicts.items():
                 if name in variants and self._search_problem(ypath, path, param, merged, samples):
                     break  # one report per parameter; the other parameters are still checked

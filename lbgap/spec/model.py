@@ -269,6 +269,10 @@ class SearchParam(BaseModel):
                     "if": {"properties": {"type": {"const": "pow2"}}},
                     "then": {"properties": {"low": {"enum": _POWERS_OF_TWO}, "high": {"enum": _POWERS_OF_TWO}}},
                 },
+                {
+                    "if": {"required": ["transform"], "properties": {"transform": {"const": "one_minus"}}},
+                    "then": {"properties": {"type": {"const": "float"}}},
+                },
             ]
         },
     )
@@ -284,6 +288,16 @@ class SearchParam(BaseModel):
     """Values for ``categorical``: any YAML values (numbers, strings, lists of plugin configs)."""
     labels: Optional[list[str]] = None
     """Names for categorical choices that are not plain numbers or strings."""
+    transform: Literal["none", "one_minus"] = "none"
+    """``one_minus`` (float only): ``low``, ``high``, ``log`` and ``step`` describe u = 1 − value, and the
+    setting gets 1 − u; ``{type: float, low: 0.001, high: 0.3, log: true, transform: one_minus}`` on
+    ``optimizer.momentum`` searches 1 − momentum log-uniformly (momenta 0.7 to 0.999), as Shallue et al.
+    (2018) do. Optuna names the parameter ``1-<path>`` and holds u; results hold the setting's value."""
+
+    def value(self, sampled: Any) -> Any:
+        """The setting's value for a value ``sampled`` from the distribution (``1 − sampled`` under
+        ``one_minus``)."""
+        return 1.0 - sampled if self.transform == "one_minus" else sampled
 
     def model_post_init(self, __context: Any) -> None:
         if self.type in ("float", "int", "pow2"):
@@ -304,6 +318,8 @@ class SearchParam(BaseModel):
                 raise ValueError("labels must match choices one to one")
         elif self.choices is not None:
             raise ValueError(f"choices only apply to categorical parameters, not {self.type}")
+        if self.transform != "none" and self.type != "float":
+            raise ValueError(f"transform {self.transform} applies to float parameters, not {self.type}")
 
 
 class SamplerConfig(BaseModel):

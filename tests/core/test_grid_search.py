@@ -161,3 +161,85 @@ def test_the_report_shows_the_best_trial_of_every_point(finished, toy_registry, 
             best = int(at["best_trial"])
             assert row.startswith(f"| {b} | {best} | ") and f"{float(at['best_objective']):.4f}" in row
         assert f"### Trials at batch_size={b} (best first)" in text
+
+
+ONE_MINUS = """\
+study: one_minus
+base:
+  dataset: {name: blobs, n_train: 64, n_test: 32}
+  model: {name: tiny_mlp, width: 8}
+  optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+  batch_size: 32
+  epochs: 1
+  keep_weights: none
+seeds: [0]
+search:
+  params:
+    optimizer.momentum: {type: float, low: 0.001, high: 0.5, log: true, transform: one_minus}
+  sampler: {type: random, seed: 0}
+  pruner: {type: none}
+  n_trials: 4
+"""
+
+
+def test_one_minus_searches_one_minus_the_setting_on_a_log_scale(toy_registry, tmp_path):
+    """Shallue et al. search 1 − momentum log-uniformly: Optuna holds u = 1 − m (named ``1-<path>``),
+    the trial trains with m, and results.nc holds m."""
+    study = _study(toy_registry, ONE_MINUS)
+    summary = run_study(study, tmp_path, device="cpu")
+    ds = xr.load_dataset(summary.results)
+    momentum = ds["momentum"].values
+    assert momentum.shape == (4,) and np.all((momentum >= 0.5) & (momentum <= 0.999))
+    storage = make_storage(tmp_path, None)
+    ostudy = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+    trials = sorted(ostudy.trials, key=lambda t: t.number)
+    assert [set(t.params) for t in trials] == [{"1-optimizer.momentum"}] * 4
+    u = np.array([t.params["1-optimizer.momentum"] for t in trials])
+    np.testing.assert_allclose(momentum, 1.0 - u, rtol=0, atol=1e-15)
+    assert [t.user_attrs["values"]["optimizer.momentum"] for t in trials] == momentum.tolist()
+    # the distribution Optuna samples is u's, log-uniform over [low, high]
+    dist = trials[0].distributions["1-optimizer.momentum"]
+    assert (dist.low, dist.high, dist.log) == (0.001, 0.5, True)
+
+
+def test_one_minus_applies_to_float_parameters_only(toy_registry):
+    text = ONE_MINUS.replace("type: float, low: 0.001, high: 0.5", "type: int, low: 1, high: 5")
+    with pytest.raises(SpecError, match="transform one_minus applies to float parameters"):
+        _study(toy_registry, text)
+
+
+WARMUP = """\
+study: warmup_length
+base:
+  dataset: {name: blobs, n_train: 64, n_test: 32}
+  model: {name: tiny_mlp, width: 8}
+  optimizer: {name: sgd, lr: 0.2}
+  schedule: {name: linear_warmup, start_factor: 0.1, then: [{name: constant}]}
+  batch_size: 16
+  epochs: 4
+  keep_weights: none
+grid:
+  batch_size: [16, 32]
+seeds: [0]
+search:
+  params:
+    schedule.warmup_epochs: {type: float, low: 1.5, high: 3.0}
+  sampler: {type: random, seed: 0}
+  pruner: {type: none}
+  n_trials: 2
+"""
+
+
+def test_the_warm_up_length_is_searched_at_every_grid_point(toy_registry, tmp_path):
+    """A nested plugin setting (the warm-up length of Goyal's schedule) is a search parameter like any
+    other: each trial trains with its own length, and results.nc holds it per grid point and trial."""
+    summary = run_study(_study(toy_registry, WARMUP), tmp_path, device="cpu")
+    ds = xr.load_dataset(summary.results)
+    lengths = ds["warmup_epochs"].values
+    assert lengths.shape == (2, 2) and np.all((lengths >= 1.5) & (lengths <= 3.0))
+    assert len(np.unique(lengths)) == 4
+    lr = ds["learning_rate"].isel(seed=0)
+    # warming up at the end of the first epoch (T ≥ 1.5), done by the last (T ≤ 3): at the default
+    # length (5 epochs) the last epoch would still be below the base rate
+    assert np.all(lr.isel(epoch=0).values < 0.2 * 0.9)
+    np.testing.assert_allclose(lr.isel(epoch=-1).values, 0.2)

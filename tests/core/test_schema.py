@@ -217,6 +217,17 @@ VARIANT_CASES = [
 ]
 
 
+SHALLUE = (ROOT / "studies" / "shallue_steps_to_target.yaml").read_text()
+ONE_MINUS = "type: float, low: 0.01, high: 0.5, log: true, transform: one_minus"
+assert ONE_MINUS in SHALLUE
+VARIANT_CASES += [
+    ("search-one-minus-int", SHALLUE.replace(ONE_MINUS, "type: int, low: 1, high: 5, transform: one_minus"), False),
+    ("search-one-minus-pow2", SHALLUE.replace(ONE_MINUS, "type: pow2, low: 1, high: 4, transform: one_minus"), False),
+    ("search-transform-unknown", SHALLUE.replace(ONE_MINUS, ONE_MINUS.replace("one_minus", "log10")), False),
+    ("search-transform-none", SHALLUE.replace(ONE_MINUS, ONE_MINUS.replace("one_minus", "none")), True),
+]
+
+
 @pytest.mark.parametrize("case", VARIANT_CASES, ids=[c[0] for c in VARIANT_CASES])
 def test_variants_and_limits_get_the_same_verdict(case, registry, validator):
     _id, text, expected = case
