@@ -25,6 +25,8 @@ from lbgap_training.regimes import (
     RegimeAdaptationConfig,
 )
 from lbgap_training.schedules import (
+    LinearDecayConfig,
+    LinearDecaySchedule,
     MultiStepConfig,
     MultiStepSchedule,
     StepConfig,
@@ -84,6 +86,30 @@ def test_step_and_warmup_schedules():
     assert [s.factor(_p(e)) for e in (0, 2.9, 3, 6, 9)] == pytest.approx([1, 1, 0.5, 0.25, 0.125])
     w = WarmupSchedule(WarmupConfig(epochs=4, start_factor=0.2))
     assert [w.factor(_p(e)) for e in (0, 2, 4, 10)] == pytest.approx([0.2, 0.6, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("final_factor,decay_steps", [(0.0, 30), (0.1, 25), (0.5, 7)])
+def test_linear_decay_matches_torchs_linear_lr_stepped_per_step(final_factor, decay_steps):
+    """Shallue et al.'s linear decay against PyTorch's LinearLR: 10 steps an epoch, T in steps."""
+    sched = LinearDecaySchedule(LinearDecayConfig(decay_epochs=decay_steps / 10, final_factor=final_factor))
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.3)
+    torch_sched = torch.optim.lr_scheduler.LinearLR(opt, 1.0, final_factor, total_iters=decay_steps)
+    for step in range(decay_steps + 15):
+        mine = 0.3 * sched.factor(Progress(epoch=step / 10, step=step, steps_per_epoch=10))
+        assert mine == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12, abs=1e-15), step
+        opt.step()
+        torch_sched.step()
+    assert sched.factor(_p(1000)) == pytest.approx(final_factor)
+
+
+def test_linear_decay_stretches_with_regime_adaptation():
+    sched = LinearDecaySchedule(LinearDecayConfig(decay_epochs=4, final_factor=0.2))
+    assert sched.factor(_p(2.0)) == pytest.approx(0.6)
+    assert sched.factor(_p(16.0, time_scale=8)) == pytest.approx(0.6)  # half-way through 32 epochs
+    assert sched.factor(_p(32.0, time_scale=8)) == pytest.approx(0.2)
+    with pytest.raises(ValidationError):
+        LinearDecayConfig(decay_epochs=4, final_factor=1.5)
 
 
 def test_schedule_configs_reject_impossible_values():

@@ -1,4 +1,5 @@
-"""Learning-rate schedules: constant, step, multistep (Hoffer's regimes).
+"""Learning-rate schedules: constant, step, multistep (Hoffer's regimes), warmup, linear_decay
+(Shallue et al.'s linear decay).
 
 Milestones are in epochs and are multiplied by the plan's ``time_scale``, so
 regime adaptation moves them with the longer training.
@@ -118,9 +119,33 @@ class WarmupSchedule:
         return self.cfg.start_factor + (1 - self.cfg.start_factor) * t
 
 
+class LinearDecayConfig(PluginConfig):
+    """Linear decay (Shallue et al. 2018): the rate falls linearly, at every step, from the plan's LR to
+    final_factor times it over decay_epochs, then stays there."""
+
+    decay_epochs: PositiveFloat
+    """Length T of the decay in epochs, fractional allowed; scaled by regime adaptation like milestones, so a
+    budget in steps that grows with the batch keeps the decay over the same share of it."""
+    final_factor: float = Field(0.0, ge=0.0, le=1.0)
+    """α: the multiplier of the plan's LR at the end of the decay and after it."""
+
+
+@dataclass
+class LinearDecaySchedule:
+    """``factor(t) = 1 − (1 − α)·min(t / (T·time_scale), 1)`` at the fractional epoch t (per step); the
+    same rates as ``torch.optim.lr_scheduler.LinearLR(start_factor=1, end_factor=α)`` stepped per step."""
+
+    cfg: LinearDecayConfig
+
+    def factor(self, progress: Progress) -> float:
+        t = min(max(progress.epoch, 0.0) / (self.cfg.decay_epochs * progress.time_scale), 1.0)
+        return 1.0 - (1.0 - self.cfg.final_factor) * t
+
+
 SCHEDULES = [
     SchedulePlugin(name="constant", config=ConstantConfig, build=lambda cfg: ConstantSchedule()),
     SchedulePlugin(name="step", config=StepConfig, build=StepSchedule),
     SchedulePlugin(name="multistep", config=MultiStepConfig, build=MultiStepSchedule),
     SchedulePlugin(name="warmup", config=WarmupConfig, build=WarmupSchedule),
+    SchedulePlugin(name="linear_decay", config=LinearDecayConfig, build=LinearDecaySchedule),
 ]
