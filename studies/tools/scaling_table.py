@@ -10,7 +10,8 @@ Reads a finished run's results.nc and prints, as markdown:
   1000 bootstrap replicates of the batch sizes, 95 % intervals, generator seed 0);
 * with the gradient_noise_scale metric: B_simple of the best trial of each batch size at its first
   measured epoch and at the target, and B_simple at the target over every trial that met it
-  (median, quartiles), against B_crit.
+  (median, quartiles), against B_crit; and over every trial measured twice or more, how often its last
+  B_simple is above its first.
 
 Run from the repository root:
 
@@ -95,6 +96,13 @@ def main(run_dir: str) -> None:
             f"B_simple at the target over the {at_target.size} trials that met it: median {q50:.1f} "
             f"[quartiles {q25:.1f}, {q75:.1f}]; B_simple / B_crit = {q50 / fit.b_crit:.2f}; "
             f"larger at the target than at the first epoch in {grew:.0%} of them"
+        )
+        rows = [_finite(row) for row in da.reshape(-1, da.shape[-1])]
+        twice = [row for row in rows if row.size >= 2]
+        ratios = np.array([row[-1] / row[0] for row in twice])
+        print(
+            f"every trial measured twice or more ({len(twice)}): the last B_simple above the first in "
+            f"{np.mean(ratios > 1):.0%}, median ratio last / first {np.median(ratios):.1f}"
         )
 
 
