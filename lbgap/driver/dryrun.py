@@ -283,13 +283,9 @@ def _grid_checks(study: Study, overrides: dict[str, Any]) -> list[Check]:
 
 def _search_samples(param: Any) -> list[tuple[Any, Any]]:
     """(value, label) pairs probed for one searched parameter."""
-    if param.type == "categorical":
-        labels = param.labels or param.choices
-        return list(zip(param.choices, labels, strict=True))
-    if param.type in ("int", "pow2"):
-        return [(int(param.low), int(param.low)), (int(param.high), int(param.high))]
-    low, high = param.value(param.low), param.value(param.high)
-    return [(low, low), (high, high)]
+    values = param.probe_values()
+    labels = param.labels if param.type == "categorical" and param.labels else values
+    return list(zip(values, labels, strict=True))
 
 
 def _search_checks(study: Study, overrides: dict[str, Any]) -> list[Check]:

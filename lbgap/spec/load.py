@@ -621,14 +621,7 @@ class _Validator:
             ypath = ("search", "params", path)
             if self._split(ypath, path) is None:
                 continue
-            if param.type == "categorical":
-                samples = list(param.choices or [])
-            elif param.type == "pow2":
-                samples = [int(param.low), int(param.high)]
-            elif param.type == "int":
-                samples = [int(param.low), int(param.high)]
-            else:
-                samples = [param.value(param.low), param.value(param.high)]
+            samples = param.probe_values()
             for name, merged in variant_dicts.items():
                 if name in variants and self._search_problem(ypath, path, param, merged, samples):
                     break  # one report per parameter; the other parameters are still checked

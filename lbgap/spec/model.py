@@ -299,6 +299,15 @@ class SearchParam(BaseModel):
         ``one_minus``)."""
         return 1.0 - sampled if self.transform == "one_minus" else sampled
 
+    def probe_values(self) -> list[Any]:
+        """The setting's values a check tries: every choice, or the two ends of the range (as the
+        setting gets them: integers for int and pow2, transformed for ``one_minus``)."""
+        if self.type == "categorical":
+            return list(self.choices or [])
+        if self.type in ("int", "pow2"):
+            return [int(self.low), int(self.high)]
+        return [self.value(self.low), self.value(self.high)]
+
     def model_post_init(self, __context: Any) -> None:
         if self.type in ("float", "int", "pow2"):
             if self.low is None or self.high is None:
