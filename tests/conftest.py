@@ -64,6 +64,22 @@ seeds: [0, 1]
 """
 
 
+@pytest.fixture(scope="session")
+def study_tool():
+    """Load a script of ``studies/tools/`` (the scripts that print the documented tables) as a module,
+    by its file name without ``.py``."""
+
+    def load(name: str):
+        if name not in sys.modules:
+            spec = importlib.util.spec_from_file_location(name, ROOT / "studies" / "tools" / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        return sys.modules[name]
+
+    return load
+
+
 @pytest.fixture
 def toy_spec_text() -> str:
     return TOY_SPEC

@@ -411,6 +411,26 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def cpu_facts() -> dict[str, str]:
+    """The processor that computed the numbers: its model name, architecture and the vector
+    instruction set torch dispatches its CPU kernels to. Trainings are bitwise reproducible on the
+    same kind of processor (and library versions); another instruction set rounds differently, and
+    over many steps the runs drift apart (within the seed spread, not bitwise)."""
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    try:
+        import torch
+
+        capability = str(torch.backends.cpu.get_cpu_capability())
+    except (ImportError, AttributeError):
+        capability = "unknown"
+    return {"model": model, "machine": platform.machine(), "torch_cpu_capability": capability}
+
+
 def study_attrs(study: Any, registry: Any, device: str, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Global attributes: spec JSON and hash, versions, device, CF metadata, and which package
     (and version) provided each plugin the spec names (``lbgap_plugin_sources_json``, keyed
@@ -440,6 +460,7 @@ def study_attrs(study: Any, registry: Any, device: str, extra: Optional[dict[str
         "lbgap_library_versions_json": json.dumps(libs, sort_keys=True),
         "python_version": platform.python_version(),
         "device": device,
+        "lbgap_cpu_json": json.dumps(cpu_facts(), sort_keys=True),
     }
     attrs.update(extra or {})
     return attrs

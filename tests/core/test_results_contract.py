@@ -58,6 +58,10 @@ def test_results_follow_the_contract(toy_registry, tmp_path):
     assert ds.attrs["lbgap_spec_sha256"] == hashlib.sha256(ds.attrs["lbgap_spec_json"].encode()).hexdigest()
     assert "torch" in json.loads(ds.attrs["lbgap_library_versions_json"])
     assert ds.attrs["device"] == "cpu" and ds.attrs["lbgap_version"]
+    # the processor's instruction set, which decides whether another machine gets the same bits
+    cpu = json.loads(ds.attrs["lbgap_cpu_json"])
+    assert cpu["torch_cpu_capability"] == str(torch.backends.cpu.get_cpu_capability()), cpu
+    assert cpu["machine"] and cpu["model"]
     # per-trial files exist and no temporary file is left behind
     trials = sorted(p.name for p in (tmp_path / "trials").iterdir())
     assert len(trials) == 8 and all(t.endswith(".nc") and not t.startswith(".") for t in trials)

@@ -1,0 +1,127 @@
+"""Print docs/reproductions.md's Li, Wei & Ma (2019) tables from a finished run's ``results.nc``.
+
+    .venv/bin/python studies/tools/li_tables.py runs/li_synthetic          # the P/Q mixture
+    .venv/bin/python studies/tools/li_tables.py runs/li_mnist1d_lr_noise   # the clean table's analogue
+
+The study is recognised by its variants: ``L-S``/``S``/``S_noise`` (``studies/li_synthetic.yaml``, final
+test accuracy per P/Q component) or ``large_then_small``/``small_noise``/``small``
+(``studies/li_mnist1d_lr_noise.yaml``). Accuracies are final values in %, mean ± standard deviation over
+seeds (``ddof=1``) and per seed; a *spread* is the sum of two arms' standard deviations.
+``tests/studies/test_fidelity_studies.py`` asserts the analogue's claims from :func:`clean_gaps`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from lbgap.results import final_values
+
+SYNTHETIC_ARMS = {"L-S": "L-S", "S": "S", "S_noise": "S+noise"}
+COMPONENTS = {"p_only": "P only", "q_only": "Q only", "both": "P and Q"}
+CLEAN_ARMS = ("large_then_small", "small_noise", "small")
+# Li, Wei & Ma, the clean CIFAR-10 table (WideResNet16, the 2020 report's Figure 3)
+CLEAN_PAPER = {"large_then_small": 90.41, "small_noise": 89.65, "small": 84.93}
+
+
+def ms(values: np.ndarray, digits: int = 2) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}"
+
+
+def per_seed(values: np.ndarray, digits: int = 2) -> str:
+    return ", ".join(f"{x:.{digits}f}" for x in np.asarray(values, dtype=float))
+
+
+def first_change(series: np.ndarray, epochs: np.ndarray) -> int | None:
+    """The last epoch at the first value of a per-epoch series before it first changes (None: never)."""
+    ok = ~np.isnan(series)
+    s, e = series[ok], epochs[ok]
+    moved = np.nonzero(~np.isclose(s, s[0], rtol=1e-9, atol=0))[0]
+    return int(e[moved[0] - 1]) if len(moved) else None
+
+
+def synthetic_table(ds: xr.Dataset) -> str:
+    head = "| arm | " + " | ".join(COMPONENTS.values()) + " | epochs to ε2 | learning-rate switch after |"
+    lines = [head, "|---|" + "---|" * (len(COMPONENTS) + 2)]
+    for arm, label in SYNTHETIC_ARMS.items():
+        cells = []
+        for comp in COMPONENTS:
+            acc = final_values(ds, f"test_accuracy_{comp}").sel(variant=arm).values * 100
+            cells.append(f"{ms(acc, 1)} ({per_seed(acc, 1)})")
+        done = ", ".join(str(int(x)) for x in ds["epochs_done"].sel(variant=arm).values)
+        switches = [first_change(ds["learning_rate"].sel(variant=arm, seed=s).values, ds.epoch.values) for s in ds.seed.values]
+        switch = "—" if all(x is None for x in switches) else ", ".join(str(x) for x in switches)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {done} | {switch} |")
+    return "\n".join(lines)
+
+
+def clean_gaps(ds: xr.Dataset) -> dict[tuple[str, str], tuple[float, float, bool]]:
+    """Neighbouring arms of the paper's ordering: (gain of the first in points, spread, the first above
+    the second in every seed)."""
+    test = final_values(ds, "test_accuracy") * 100
+    mean, std = test.mean("seed"), test.std("seed", ddof=1)
+    out = {}
+    for a, b in itertools.pairwise(CLEAN_ARMS):
+        every = bool((test.sel(variant=a) > test.sel(variant=b)).all())
+        out[a, b] = (float(mean.sel(variant=a) - mean.sel(variant=b)), float(std.sel(variant=a) + std.sel(variant=b)), every)
+    return out
+
+
+def clean_table(ds: xr.Dataset) -> str:
+    test = final_values(ds, "test_accuracy") * 100
+    loss = final_values(ds, "test_loss")
+    train = final_values(ds, "train_accuracy") * 100
+    milestone = int(ds["epoch"].values[np.nanargmax(ds["learning_rate"].sel(variant="large_then_small").isel(seed=0).values < 0.05) - 1])
+    seeds = ", ".join(str(int(s)) for s in ds.seed.values)
+    lines = [
+        f"| arm | paper (WRN-16-10, CIFAR-10) | lbgap test | seeds {seeds} | test after {milestone} epochs (before the anneal) "
+        "| final test loss | final running train accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm in CLEAN_ARMS:
+        acc = test.sel(variant=arm).values
+        before = float(ds["test_accuracy"].sel(variant=arm, epoch=milestone).mean("seed")) * 100
+        lines.append(
+            f"| {arm.replace('_', ' ')} | {CLEAN_PAPER[arm]} | **{ms(acc)}** | {per_seed(acc)} | {before:.2f} "
+            f"| {float(loss.sel(variant=arm).mean()):.3f} | {ms(train.sel(variant=arm).values)} |"
+        )
+    lines.append("")
+    for (a, b), (g, s, every) in clean_gaps(ds).items():
+        lines.append(f"{a} − {b}: {g:+.2f} points, spread {s:.2f}, higher in every seed: {'yes' if every else 'no'}")
+    gaps = clean_gaps(ds)
+    recovered = gaps["small_noise", "small"][0] / (gaps["large_then_small", "small_noise"][0] + gaps["small_noise", "small"][0])
+    lines.append(f"The noise recovers {100 * recovered:.0f} % of the large rate's advantage over the small rate.")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    path = Path(args[0])
+    path = path / "results.nc" if path.is_dir() else path
+    if not path.exists():
+        print(f"{path}: no such file (a finished run's folder or its results.nc)", file=sys.stderr)
+        return 2
+    with xr.open_dataset(path) as ds:
+        variants = {str(v) for v in ds.variant.values}
+        if set(SYNTHETIC_ARMS) <= variants:
+            print(synthetic_table(ds))
+        elif set(CLEAN_ARMS) <= variants:
+            print(clean_table(ds))
+        else:
+            print(f"{path}: neither li_synthetic's arms nor li_mnist1d_lr_noise's (variants: {sorted(variants)})", file=sys.stderr)
+            return 2
+        print(f"\nSeeds: {ds.sizes['seed']}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The scripts of studies/tools/ that print docs/reproductions.md's Hoffer and Li tables from results.nc:
+their numbers against hand-computed ones on small made-up datasets, and their refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+
+def _dataset(finals: dict[str, list[float]], epochs: int = 4, extra: dict | None = None) -> xr.Dataset:
+    """variant × seed × epoch: test accuracy rising linearly to each run's final value (fractions), the
+    rest of the variables the scripts read."""
+    variants, seeds = list(finals), list(range(len(next(iter(finals.values())))))
+    shape = (len(variants), len(seeds), epochs)
+    ramp = np.linspace(0.5, 1.0, epochs)
+    test = np.array([[[f * r for r in ramp] for f in finals[v]] for v in variants])
+    lr = np.broadcast_to(np.where(np.arange(1, epochs + 1) <= epochs // 2, 0.1, 0.01), shape).copy()
+    dist = np.broadcast_to(np.arange(1, epochs + 1, dtype=float), shape).copy()
+    dims = ("variant", "seed", "epoch")
+    ds = xr.Dataset(
+        {
+            "test_accuracy": (dims, test),
+            "train_accuracy": (dims, np.full(shape, 0.999)),
+            "test_loss": (dims, 1 - test),
+            "train_loss": (dims, np.full(shape, 0.01)),
+            "learning_rate": (dims, lr),
+            "weight_distance": (dims, dist),
+        },
+        coords={"variant": variants, "seed": seeds, "epoch": np.arange(1, epochs + 1)},
+    )
+    for name, values in (extra or {}).items():
+        ds[name] = (dims, values)
+    return ds
+
+
+HOFFER = {
+    "sb": [0.74, 0.75, 0.76],
+    "lb": [0.67, 0.68, 0.69],
+    "lb_lr": [0.70, 0.71, 0.72],
+    "lb_lr_gbn": [0.71, 0.72, 0.73],
+    "lb_lr_gbn_ra": [0.73, 0.74, 0.75],
+}
+
+
+def test_hoffer_gains_and_table(study_tool):
+    tables = study_tool("hoffer_tables")
+    ds = _dataset(HOFFER)
+    gains = tables.regime_gains(ds)
+    gap, low, high, spread = gains["sb", "lb"]
+    assert gap == pytest.approx(7.0) and spread == pytest.approx(2.0)
+    # the bootstrap interval of the difference of means: inside the range of the seed differences
+    assert 5.0 <= low < 7.0 < high <= 9.0
+    assert gains["sb", "lb_lr_gbn_ra"][0] == pytest.approx(1.0)
+    assert tables.end_of_high_rate(ds, "sb") == 2
+    text = tables.regime_tables(ds)
+    assert "| SB | 99.31 | 92.83 | 75.00 ± 1.00 | 99.90 ± 0.00 |" in text
+    assert f"| the large-batch gap (SB − LB) | +7.00 | {low:+.2f} to {high:+.2f} | yes | 2.00 | yes |" in text
+    assert "+RA closes 86 % of the gap." in text  # 6 of 7 points
+    assert "SB 2.0, LB 2.0" in text  # the distance at epoch 2, the last epoch of the first rate
+    assert "SB 74.0, 75.0, 76.0" in text
+
+
+def test_hoffer_ghost_table_orders_ghosts_by_size(study_tool):
+    tables = study_tool("hoffer_tables")
+    ds = _dataset({"bn": [0.70, 0.71, 0.72], "ghost_8": [0.66, 0.66, 0.66], "ghost_128": [0.72, 0.72, 0.72]})
+    gains = tables.ghost_gains(ds)
+    gain, low, high, spread = gains["ghost_8"]
+    assert gain == pytest.approx(-5.0) and spread == pytest.approx(1.0) and high < 0
+    text = tables.ghost_tables(ds)
+    assert text.index("| 128 |") < text.index("| 8 |")
+    assert f"| 8 | 66.00 ± 0.00 | 99.90 ± 0.00 | -4.0, -5.0, -6.0 | -5.00 | {low:+.2f} to {high:+.2f} | 1.00 |" in text
+
+
+def test_hoffer_script_reads_a_run_folder_and_names_the_processor(study_tool, tmp_path, capsys):
+    tables = study_tool("hoffer_tables")
+    ds = _dataset(HOFFER)
+    ds.attrs["lbgap_cpu_json"] = json.dumps({"model": "Test CPU", "machine": "x86_64", "torch_cpu_capability": "AVX2"})
+    ds.to_netcdf(tmp_path / "results.nc")
+    assert tables.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Processor: Test CPU (x86_64, torch CPU kernels AVX2). Seeds: 3." in out
+    # a run of another study, and a folder without results, are refused with status 2
+    _dataset({"a": [0.5, 0.6]}).to_netcdf(tmp_path / "other.nc")
+    assert tables.main([str(tmp_path / "other.nc")]) == 2
+    assert tables.main([str(tmp_path / "missing")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_li_clean_gaps_and_table(study_tool):
+    tables = study_tool("li_tables")
+    ds = _dataset({"large_then_small": [0.86, 0.85, 0.87], "small_noise": [0.82, 0.81, 0.80], "small": [0.77, 0.76, 0.81]})
+    gaps = tables.clean_gaps(ds)
+    gain, spread, every = gaps["large_then_small", "small_noise"]
+    assert gain == pytest.approx(5.0) and spread == pytest.approx(2.0) and every
+    assert gaps["small_noise", "small"][2] is False  # seed 2: small (81) above small_noise (80)
+    text = tables.clean_table(ds)
+    assert "| large then small | 90.41 | **86.00 ± 1.00** | 86.00, 85.00, 87.00 |" in text
+    assert "test after 2 epochs (before the anneal)" in text
+
+
+def test_li_synthetic_components_and_switch(study_tool):
+    tables = study_tool("li_tables")
+    finals = {"L-S": [0.84, 0.85], "S": [0.77, 0.78], "S_noise": [0.83, 0.84]}
+    base = _dataset(finals)
+    extra = {f"test_accuracy_{c}": base["test_accuracy"].values for c in ("p_only", "q_only", "both")}
+    ds = _dataset(finals, extra=extra)
+    ds["epochs_done"] = (("variant", "seed"), np.full((3, 2), 4.0))
+    ds["learning_rate"].loc[{"variant": "S"}] = 0.01  # constant: no switch
+    text = tables.synthetic_table(ds)
+    assert "| L-S | 84.5 ± 0.7 (84.0, 85.0) |" in text and text.rstrip().endswith("| 4, 4 | 2, 2 |")
+    assert "| S | 77.5 ± 0.7 (77.0, 78.0) |" in text and "| 4, 4 | — |" in text
