@@ -52,40 +52,37 @@ def test_hoffer_regime_arms_are_the_papers_columns():
     assert v["lb"].regime == [] and v["lb"].model.norm == "batchnorm"
 
 
+#: the seeds the Hoffer claims rest on (docs/reproductions.md): the study's own three give `make study`
+#: its time; with three, two of the claims sat at the edge of the spread and changed side between processors
+HOFFER_CLAIM_SEEDS = "seeds=[0,1,2,3,4,5,6,7]"
+
+
 @pytest.mark.slow
-def test_hoffer_regime_shows_the_gap_and_its_closing(tmp_path):
-    """docs/reproductions.md's Hoffer table: every arm fits its training set, so the gap is one of
-    generalization; the gap and the remedies' gains clear the seed spread (mean ± std over 3 seeds)."""
+def test_hoffer_regime_shows_the_gap_and_its_closing(tmp_path, study_tool):
+    """docs/reproductions.md's Hoffer table, 8 seeds: every arm fits its training set, so the gap is one of
+    generalization; the gap and the remedies' gains have 95 % bootstrap intervals above zero
+    (studies/tools/hoffer_tables.py computes them), and +RA ends about a point below SB."""
     from lbgap.driver.run import run_study
 
-    study = load_study(ROOT / "studies" / "hoffer_regime.yaml", load_registry())
+    study = load_study(ROOT / "studies" / "hoffer_regime.yaml", load_registry(), [HOFFER_CLAIM_SEEDS])
     summary = run_study(study, tmp_path, device="cpu")
     ds = xr.open_dataset(summary.results)
-    assert ds.sizes["seed"] >= 3
+    assert ds.sizes["seed"] == 8
     train = final_values(ds, "train_accuracy") * 100
-    test = final_values(ds, "test_accuracy") * 100
     # the confound check: the small batch (and every other arm) fits its training set
     assert float(train.min()) >= 99.0, train.to_pandas()
-    mean, std = test.mean("seed"), test.std("seed", ddof=1)
-
-    def gain(a: str, b: str) -> tuple[float, float]:
-        """mean(a) - mean(b), and the seed spread std(a) + std(b)."""
-        return float(mean.sel(variant=a) - mean.sel(variant=b)), float(std.sel(variant=a) + std.sel(variant=b))
-
-    gap, spread = gain("sb", "lb")
-    assert gap >= 3.0 and gap > spread, (gap, spread)
-    lr, spread = gain("lb_lr", "lb")
-    assert lr > spread, (lr, spread)
-    # ghost batch norm does not cost accuracy on top of sqrt scaling
-    gbn, spread = gain("lb_lr_gbn", "lb_lr")
-    assert gbn > -spread, (gbn, spread)
-    # regime adaptation adds to sqrt scaling, closes most of the gap and ends within the spread of sb
-    ra, spread = gain("lb_lr_gbn_ra", "lb_lr")
-    assert ra > spread, (ra, spread)
-    closed, _ = gain("lb_lr_gbn_ra", "lb")
-    assert closed >= 0.6 * gap, (closed, gap)
-    behind, spread = gain("sb", "lb_lr_gbn_ra")
-    assert behind <= spread, (behind, spread)
+    gains = study_tool("hoffer_tables").regime_gains(ds)
+    gap, low, _, _ = gains["sb", "lb"]
+    assert gap >= 3.0 and low > 0, gains["sb", "lb"]
+    # sqrt scaling, then regime adaptation on top of it, each gain above zero with its interval
+    for pair in (("lb_lr", "lb"), ("lb_lr_gbn_ra", "lb_lr")):
+        assert gains[pair][1] > 0, (pair, gains[pair])
+    # ghost batch norm does not cost accuracy on top of sqrt scaling (its gain is not resolved either)
+    assert gains["lb_lr_gbn", "lb_lr"][2] > 0, gains["lb_lr_gbn", "lb_lr"]
+    # regime adaptation closes most of the gap, and ends below SB by about a point (interval above zero)
+    assert gains["lb_lr_gbn_ra", "lb"][0] >= 0.6 * gap
+    behind, low, _, _ = gains["sb", "lb_lr_gbn_ra"]
+    assert low > 0 and behind < 2.0, gains["sb", "lb_lr_gbn_ra"]
 
 
 @pytest.mark.slow
