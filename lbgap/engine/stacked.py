@@ -21,8 +21,11 @@ its trials train one at a time.
 
 On a CPU the stacked products run the same BLAS kernels on each member's
 matrices as the single trial does, so each member's numbers equal its
-sequential trial's bitwise (tested); on a GPU batched kernels may sum in another
-order (within float32 rounding).
+sequential trial's bitwise in the settings tests/core/test_vectorized.py
+checks; a reduction over the stacked batch axis (a batch-norm bias gradient
+over 64 rows, as with 8 ghost batches of 8) can sum in another order and
+differ by about 1e-9 (tests/lbgap_models/test_models_ghost_batch_growth.py).
+On a GPU batched kernels may sum in another order (within float32 rounding).
 """
 
 from __future__ import annotations
