@@ -27,6 +27,7 @@ COMPONENTS = {"p_only": "P only", "q_only": "Q only", "both": "P and Q"}
 CLEAN_ARMS = ("large_then_small", "small_noise", "small")
 # Li, Wei & Ma, the clean CIFAR-10 table (WideResNet16, the 2020 report's Figure 3)
 CLEAN_PAPER = {"large_then_small": 90.41, "small_noise": 89.65, "small": 84.93}
+CLEAN_LABELS = {"large_then_small": "large then small", "small_noise": "small + noise", "small": "small"}
 
 
 def ms(values: np.ndarray, digits: int = 2) -> str:
@@ -88,7 +89,7 @@ def clean_table(ds: xr.Dataset) -> str:
         acc = test.sel(variant=arm).values
         before = float(ds["test_accuracy"].sel(variant=arm, epoch=milestone).mean("seed")) * 100
         lines.append(
-            f"| {arm.replace('_', ' ')} | {CLEAN_PAPER[arm]} | **{ms(acc)}** | {per_seed(acc)} | {before:.2f} "
+            f"| {CLEAN_LABELS[arm]} | {CLEAN_PAPER[arm]} | **{ms(acc)}** | {per_seed(acc)} | {before:.2f} "
             f"| {float(loss.sel(variant=arm).mean()):.3f} | {ms(train.sel(variant=arm).values)} |"
         )
     lines.append("")
