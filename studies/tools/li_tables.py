@@ -2,10 +2,13 @@
 
     .venv/bin/python studies/tools/li_tables.py runs/li_synthetic          # the P/Q mixture
     .venv/bin/python studies/tools/li_tables.py runs/li_mnist1d_lr_noise   # the clean table's analogue
+    .venv/bin/python studies/tools/li_tables.py runs/convex_lr             # the convex example (§4.2)
+    .venv/bin/python studies/tools/li_tables.py runs/convex_lr_gaussian    # its Gaussian design (§4.3)
 
 The study is recognised by its variants: ``L-S``/``S``/``S_noise`` (``studies/li_synthetic.yaml``, final
-test accuracy per P/Q component) or ``large_then_small``/``small_noise``/``small``
-(``studies/li_mnist1d_lr_noise.yaml``). Accuracies are final values in %, mean ± standard deviation over
+test accuracy per P/Q component), ``large_then_small``/``small_noise``/``small``
+(``studies/li_mnist1d_lr_noise.yaml``), ``large_then_small``/``small`` with the ``linear_coefficients``
+metric (``studies/convex_lr.yaml``) or ``small``/``large_then_small_<k>`` (``studies/convex_lr_gaussian.yaml``). Accuracies are final values in %, mean ± standard deviation over
 seeds (``ddof=1``) and per seed; a *spread* is the sum of two arms' standard deviations.
 ``tests/studies/test_fidelity_studies.py`` asserts the analogue's claims from :func:`clean_gaps`.
 """
@@ -13,6 +16,7 @@ seeds (``ddof=1``) and per seed; a *spread* is the sum of two arms' standard dev
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,6 +105,48 @@ def clean_table(ds: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
+def stop_eps(ds: xr.Dataset) -> float:
+    """The ``train_loss_below`` threshold of the study's base (ε of the convex examples)."""
+    base = json.loads(ds.attrs["lbgap_spec_json"])["header"]["base"]
+    return float(next(r["eps"] for r in base["stopping"] if r["name"] == "train_loss_below"))
+
+
+def convex_table(ds: xr.Dataset) -> str:
+    """``convex_lr``: steps to L̂ < ε and the final training and population losses over ε, with
+    ρ = e1²/e2² (e = β − β*) at the stop; seed 0 (the seeds are identical runs)."""
+    eps = stop_eps(ds)
+    lines = ["| arm | steps | final L̂/ε | final L_D/ε | ρ = e1²/e2² at the stop |", "|---|---|---|---|---|"]
+    train, test = final_values(ds, "train_loss"), final_values(ds, "test_loss")
+    for arm in ("large_then_small", "small"):
+        one = {"variant": arm, "seed": ds.seed.values[0]}
+        e1, e2 = (float(final_values(ds, f"beta_{i}").sel(one)) - 1.0 for i in (1, 2))
+        rho = f"{e1**2 / e2**2:.2g}" if e2 != 0 else "∞ (e2 = 0)"
+        lines.append(
+            f"| {arm.replace('_', ' ')} | {int(ds['epochs_done'].sel(one))} | {float(train.sel(one)) / eps:.4f} "
+            f"| **{float(test.sel(one)) / eps:.4f}** | {rho} |"
+        )
+    same = all(bool((final_values(ds, v).std("seed") == 0).all()) for v in ("train_loss", "test_loss"))
+    lines.append(f"\nThe {ds.sizes['seed']} seeds are identical runs: {'yes' if same else 'no'}.")
+    return "\n".join(lines)
+
+
+def convex_gaussian_table(ds: xr.Dataset) -> str:
+    """``convex_lr_gaussian``: test RMSE (mean ± std over the experiments, ddof 1), final train MSE,
+    the mean of each experiment's test/train MSE ratio, the steps, and how often an arm's RMSE is below
+    ``small``'s in the same experiment."""
+    rmse, train = np.sqrt(final_values(ds, "test_loss")), final_values(ds, "train_loss")
+    ratio = (final_values(ds, "test_loss") / train).mean("seed")
+    lines = ["| arm | test RMSE | final train MSE | test / train MSE | steps | RMSE below `small` |", "|---|---|---|---|---|---|"]
+    for arm in (str(v) for v in ds.variant.values):
+        steps = ds["epochs_done"].sel(variant=arm)
+        below = "—" if arm == "small" else f"{int((rmse.sel(variant=arm) < rmse.sel(variant='small')).sum())} of {ds.sizes['seed']}"
+        lines.append(
+            f"| {arm} | {ms(rmse.sel(variant=arm).values, 4)} | {float(train.sel(variant=arm).mean()):.4f} "
+            f"| {float(ratio.sel(variant=arm)):.3f} | {int(steps.min())}–{int(steps.max())} | {below} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
@@ -117,8 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(synthetic_table(ds))
         elif set(CLEAN_ARMS) <= variants:
             print(clean_table(ds))
+        elif variants == {"large_then_small", "small"} and "beta_1" in ds:
+            print(convex_table(ds))
+        elif "small" in variants and any(v.startswith("large_then_small_") for v in variants):
+            print(convex_gaussian_table(ds))
         else:
-            print(f"{path}: neither li_synthetic's arms nor li_mnist1d_lr_noise's (variants: {sorted(variants)})", file=sys.stderr)
+            print(f"{path}: not one of the Li studies this script knows (variants: {sorted(variants)})", file=sys.stderr)
             return 2
         print(f"\nSeeds: {ds.sizes['seed']}.")
     return 0
