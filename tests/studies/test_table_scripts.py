@@ -112,3 +112,31 @@ def test_li_synthetic_components_and_switch(study_tool):
     text = tables.synthetic_table(ds)
     assert "| L-S | 84.5 ± 0.7 (84.0, 85.0) |" in text and text.rstrip().endswith("| 4, 4 | 2, 2 |")
     assert "| S | 77.5 ± 0.7 (77.0, 78.0) |" in text and "| 4, 4 | — |" in text
+
+
+def _convex(finals: dict[str, list[float]], train: float, extra: dict | None = None) -> xr.Dataset:
+    ds = _dataset(finals, extra=extra)
+    ds["test_loss"] = ds["test_accuracy"]  # the made-up final values stand for test MSEs here
+    ds["train_loss"] = ds["train_loss"] * 0 + train
+    ds["epochs_done"] = (("variant", "seed"), np.arange(ds.sizes["variant"] * ds.sizes["seed"], dtype=float).reshape(ds.sizes["variant"], -1) + 3)
+    base = {"stopping": [{"name": "train_loss_below", "eps": 0.01}]}
+    ds.attrs["lbgap_spec_json"] = json.dumps({"header": {"base": base}, "variants": {}, "grid": {}})
+    return ds
+
+
+def test_li_convex_tables(study_tool):
+    tables = study_tool("li_tables")
+    shape = (2, 2, 4)
+    beta1 = np.full(shape, 1.3)
+    beta2 = np.full(shape, 1.0)
+    beta2[1] = 1.1  # small: e1 = 0.3, e2 = 0.1, rho = 9
+    ds = _convex({"large_then_small": [0.0075, 0.0075], "small": [0.014, 0.014]}, 0.009, {"beta_1": beta1, "beta_2": beta2})
+    assert tables.stop_eps(ds) == 0.01
+    text = tables.convex_table(ds)
+    assert "| large then small | 3 | 0.9000 | **0.7500** | ∞ (e2 = 0) |" in text
+    assert "| small | 5 | 0.9000 | **1.4000** | 9 |" in text and "identical runs: yes" in text
+    # the Gaussian design: RMSE = sqrt(MSE), and how often an arm beats small in the same experiment
+    g = _convex({"small": [0.04, 0.09, 0.16], "large_then_small_2": [0.01, 0.16, 0.09]}, 0.05)
+    text = tables.convex_gaussian_table(g)
+    assert "| small | 0.3000 ± 0.1000 | 0.0500 | 1.933 | 3–5 | — |" in text
+    assert "| large_then_small_2 | 0.2667 ± 0.1528 | 0.0500 | 1.733 | 6–8 | 2 of 3 |" in text
