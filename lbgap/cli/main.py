@@ -131,6 +131,7 @@ def _run(
     vectorize: Optional[str] = None,
 ) -> None:
     from ..driver.run import FolderBusyError, StudyFolderError, default_jobs, run_study
+    from ..results.trialfile import WriteFailedError
     from .progress import RichReporter
 
     try:
@@ -154,10 +155,19 @@ def _run(
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted:[/] finished trials are kept; continue with `lbgap study resume {out_dir}`")
         raise typer.Exit(130) from None
+    except WriteFailedError as exc:
+        err.print(
+            f"[red]error:[/] {escape(exc.strerror or str(exc))}\nevery finished trial is kept in {escape(str(out_dir))}/trials; "
+            f"make room and continue with `lbgap study resume {escape(str(out_dir))}` (nothing is trained again)"
+        )
+        raise typer.Exit(1) from None
     if summary.diverged:
         err.print(f"[yellow]{len(summary.diverged)} trial(s) diverged[/] (recorded with status 'diverged')")
     if summary.failed:
-        err.print(f"[red]{len(summary.failed)} trial(s) failed:[/] {', '.join(summary.failed)}; run again to retry them")
+        err.print(
+            f"[red]{len(summary.failed)} trial(s) failed:[/] {', '.join(summary.failed)}; "
+            f"retry them with `lbgap study resume {escape(str(out_dir))}`"
+        )
     if summary.results is None:
         err.print(f"[yellow]the study is not finished[/]; continue with `lbgap study resume {out_dir}`")
         raise typer.Exit(1 if summary.failed else 0)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover - results do not depend on the engine at r
 __all__ = [
     "trial_dataset",
     "write_atomic",
+    "WriteFailedError",
     "netcdf_encoding",
     "save_weights",
     "load_weights",
@@ -132,16 +133,32 @@ def netcdf_encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     }
 
 
+class WriteFailedError(OSError):
+    """A results file could not be written (a full disk, a quota or a file-size limit: the operating
+    system's error, or the "NetCDF: HDF error" that HDF5 turns it into). Nothing partial is left."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        errno_ = getattr(cause, "errno", None)
+        super().__init__(errno_, f"could not write {path}: {cause} (is the disk full, or a quota or file-size limit reached?)")
+        self.path = Path(path)
+
+
 def write_atomic(ds: xr.Dataset, path: Path) -> None:
-    """Write ``ds`` to ``path`` through a temporary file in the same folder."""
+    """Write ``ds`` to ``path`` through a temporary file in the same folder. A failure to write
+    raises :class:`WriteFailedError` and leaves no partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=netcdf_encoding(ds))
         replace_durably(tmp, path)
-    except BaseException:
+    except (OSError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)  # a full disk or an error: no partial file is left behind
+        if isinstance(exc, WriteFailedError):
+            raise
+        raise WriteFailedError(path, exc) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 

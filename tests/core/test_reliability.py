@@ -555,7 +555,9 @@ def test_a_full_disk_while_results_are_combined_keeps_every_trial_and_resumes(re
     (tmp_path / "s.yaml").write_text(SPEC)
     run = _lbgap(tmp_path, "study", "run", "s.yaml", "--out", "out", "--no-report", "--device", "cpu",
                  "--jobs", "1", limit=60_000)  # room for each trial file (~40 kB), not for results.nc
-    assert run.returncode != 0
+    # a clear error that says what is kept and what to do, not a traceback
+    assert run.returncode == 1 and "Traceback" not in run.err, run.err
+    assert "could not write" in run.err and "results.nc" in run.err and "lbgap study resume" in run.err, run.err
     out = tmp_path / "out"
     done = {p.name: p.stat().st_mtime_ns for p in (out / "trials").glob("*.nc")}
     assert len(done) == 2 and not (out / "results.nc").exists() and not _partial(out)
