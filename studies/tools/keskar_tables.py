@@ -230,6 +230,8 @@ def piggyback(ds: xr.Dataset, boot: int) -> None:
     cols += [(f"k = {v.removeprefix('lb_k')}", v, None) for v in warm]
     if "lb_long" in variants:
         cols.append((f"cold LB, {int(epochs_trained(ds).sel(variant='lb_long').max())} ep.", "lb_long", None))
+    if "lb_loss" in variants:
+        cols.append(("cold LB to k = 10's loss", "lb_loss", None))
 
     def at(var: str, variant: str, epoch: int | None) -> np.ndarray:
         da = ds[var].sel(variant=variant)
@@ -240,6 +242,12 @@ def piggyback(ds: xr.Dataset, boot: int) -> None:
     print(f"{ds.sizes['seed']} seeds; mean ± standard deviation\n")
     print("| arm | " + " | ".join(c[0] for c in cols) + " |")
     print("|---|" + "---|" * len(cols))
+    def total_epochs(v: str, e: int | None) -> str:
+        done = epochs_trained(ds).sel(variant=v).values if e is None else np.full(ds.sizes["seed"], e)
+        k = int(v.removeprefix("lb_k")) if v.startswith("lb_k") else 0
+        return ", ".join(str(int(x) + k) for x in done) if len(set(done)) > 1 else str(int(done[0]) + k)
+
+    print(_row("epochs in all", [total_epochs(v, e) for _, v, e in cols]))
     print(_row("test accuracy (%)", [ms(at("test_accuracy", v, e) * 100) for _, v, e in cols]))
     print(_row("training loss", [g(float(np.nanmean(at("train_loss", v, e)))) for _, v, e in cols]))
     for var in phi_vars:
@@ -249,7 +257,7 @@ def piggyback(ds: xr.Dataset, boot: int) -> None:
         for _, v, e in cols:
             if v.startswith("lb_k") and v not in ("lb_k0",):
                 print(f"{_phi_label(var)} {v} per seed: " + ", ".join(g(x) for x in at(var, v, e)))
-    for a, b in (("lb_k10", "lb_k0"), ("lb_k10", "lb_long"), ("lb_long", "lb_k0")):
+    for a, b in (("lb_k10", "lb_k0"), ("lb_k10", "lb_long"), ("lb_long", "lb_k0"), ("lb_k10", "lb_loss"), ("lb_loss", "lb_k0")):
         if a in variants and b in variants:
             d, lo, hi = bootstrap_diff(at("test_accuracy", a, None) * 100, at("test_accuracy", b, None) * 100, boot=boot)
             r, rlo, rhi = bootstrap_ratio(at(phi_vars[0], a, None), at(phi_vars[0], b, None), boot=boot)
