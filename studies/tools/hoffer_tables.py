@@ -14,7 +14,6 @@ and the *spread*, the sum of the two standard deviations, which does not shrink 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from lbgap.results import final_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keskar_tables import bootstrap_diff  # noqa: E402
+from run_tables import print_tables  # noqa: E402
 
 ARMS = ("sb", "lb", "lb_lr", "lb_lr_gbn", "lb_lr_gbn_ra")
 LABELS = {"sb": "SB", "lb": "LB", "lb_lr": "+LR (√ scaling)", "lb_lr_gbn": "+GBN", "lb_lr_gbn_ra": "+RA"}
@@ -148,34 +148,16 @@ def ghost_tables(ds: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
-def machine_line(ds: xr.Dataset) -> str:
-    cpu = json.loads(ds.attrs.get("lbgap_cpu_json", "{}"))
-    if not cpu:
-        return "Processor: not recorded (a results.nc written before lbgap recorded it)."
-    return f"Processor: {cpu['model']} ({cpu['machine']}, torch CPU kernels {cpu['torch_cpu_capability']})."
+def pick(ds: xr.Dataset, variants: set[str]):
+    if set(ARMS) <= variants:
+        return regime_tables
+    if "bn" in variants and any(v.startswith("ghost_") for v in variants):
+        return ghost_tables
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print(__doc__, file=sys.stderr)
-        return 2
-    path = Path(args[0])
-    path = path / "results.nc" if path.is_dir() else path
-    if not path.exists():
-        print(f"{path}: no such file (a finished run's folder or its results.nc)", file=sys.stderr)
-        return 2
-    with xr.open_dataset(path) as ds:
-        variants = {str(v) for v in ds.variant.values}
-        if set(ARMS) <= variants:
-            print(regime_tables(ds))
-        elif "bn" in variants and any(v.startswith("ghost_") for v in variants):
-            print(ghost_tables(ds))
-        else:
-            print(f"{path}: neither hoffer_regime's arms nor hoffer_ghost_bn's (variants: {sorted(variants)})", file=sys.stderr)
-            return 2
-        print(f"\n{machine_line(ds)} Seeds: {ds.sizes['seed']}.")
-    return 0
+    return print_tables(argv, __doc__, pick)
 
 
 if __name__ == "__main__":

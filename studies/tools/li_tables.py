@@ -26,6 +26,9 @@ import xarray as xr
 
 from lbgap.results import final_values
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_tables import print_tables  # noqa: E402
+
 SYNTHETIC_ARMS = {"L-S": "L-S", "S": "S", "S_noise": "S+noise"}
 COMPONENTS = {"p_only": "P only", "q_only": "Q only", "both": "P and Q"}
 CLEAN_ARMS = ("large_then_small", "small_noise", "small")
@@ -147,31 +150,20 @@ def convex_gaussian_table(ds: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
+def pick(ds: xr.Dataset, variants: set[str]):
+    if set(SYNTHETIC_ARMS) <= variants:
+        return synthetic_table
+    if set(CLEAN_ARMS) <= variants:
+        return clean_table
+    if variants == {"large_then_small", "small"} and "beta_1" in ds:
+        return convex_table
+    if "small" in variants and any(v.startswith("large_then_small_") for v in variants):
+        return convex_gaussian_table
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print(__doc__, file=sys.stderr)
-        return 2
-    path = Path(args[0])
-    path = path / "results.nc" if path.is_dir() else path
-    if not path.exists():
-        print(f"{path}: no such file (a finished run's folder or its results.nc)", file=sys.stderr)
-        return 2
-    with xr.open_dataset(path) as ds:
-        variants = {str(v) for v in ds.variant.values}
-        if set(SYNTHETIC_ARMS) <= variants:
-            print(synthetic_table(ds))
-        elif set(CLEAN_ARMS) <= variants:
-            print(clean_table(ds))
-        elif variants == {"large_then_small", "small"} and "beta_1" in ds:
-            print(convex_table(ds))
-        elif "small" in variants and any(v.startswith("large_then_small_") for v in variants):
-            print(convex_gaussian_table(ds))
-        else:
-            print(f"{path}: not one of the Li studies this script knows (variants: {sorted(variants)})", file=sys.stderr)
-            return 2
-        print(f"\nSeeds: {ds.sizes['seed']}.")
-    return 0
+    return print_tables(argv, __doc__, pick)
 
 
 if __name__ == "__main__":
