@@ -7,6 +7,7 @@ table rows and the summary numbers that the doc quotes, so every number there co
     python studies/tools/keskar_tables.py sweep DIR          # keskar_batch_sweep: Fig. 4
     python studies/tools/keskar_tables.py piggyback DIR      # keskar_piggyback: Fig. 5 and controls
     python studies/tools/keskar_tables.py steep DIR          # keskar_sharpness_loss: Fig. 6, steep fraction
+    python studies/tools/keskar_tables.py optimizers DIR     # nishtala_optimizers: SB/LB per optimizer
 
 Values are mean ± standard deviation over seeds (ddof 1). Ratios of means come with a 95% percentile
 bootstrap interval that resamples the seeds of each arm independently (``--boot`` draws, seeded).
@@ -175,6 +176,30 @@ def sb_lb(ds: xr.Dataset, boot: int) -> None:
         if "interpolation_test_accuracy" in ds:
             tacc = ds["interpolation_test_accuracy"].sel(variant="sb").mean("seed") * 100
             print(_row("test accuracy (%)", [f"{float(tacc.sel(alpha=a)):.2f}" for a in keep]))
+
+
+# ----------------------------------------------------------------- nishtala_optimizers
+
+
+def optimizers(ds: xr.Dataset, boot: int) -> None:
+    """``nishtala_optimizers``: per optimizer (variants ``<opt>_sb`` / ``<opt>_lb``) the test accuracy,
+    the gap with its interval, φ and the LB/SB ratio with its interval, the epochs the plateau rule left."""
+    acc, ep = final(ds["test_accuracy"]) * 100, epochs_trained(ds)
+    phi = final(ds["keskar_sharpness_full_eps1e-03"])
+    opts = sorted({str(v).rsplit("_", 1)[0] for v in ds["variant"].values})
+    print(f"{ds.sizes['seed']} seeds; mean ± standard deviation\n")
+    print("| optimizer | test SB | test LB | SB − LB (95% bootstrap) | φ SB | φ LB | LB/SB (95% bootstrap) | epochs SB | epochs LB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for o in opts:
+        sb, lb = f"{o}_sb", f"{o}_lb"
+        d, lo, hi = bootstrap_diff(acc.sel(variant=sb).values, acc.sel(variant=lb).values, boot=boot)
+        r, rlo, rhi = bootstrap_ratio(phi.sel(variant=lb).values, phi.sel(variant=sb).values, boot=boot)
+        cells = [
+            ms(acc.sel(variant=sb).values), ms(acc.sel(variant=lb).values), f"{d:.2f} ({lo:.2f} to {hi:.2f})",
+            ms(phi.sel(variant=sb).values), ms(phi.sel(variant=lb).values), f"{r:.1f}× ({rlo:.1f}–{rhi:.1f})",
+            ms(ep.sel(variant=sb).values, "{:.1f}"), ms(ep.sel(variant=lb).values, "{:.1f}"),
+        ]
+        print(_row(o, cells))
 
 
 # ----------------------------------------------------------------- keskar_batch_sweep
@@ -348,7 +373,7 @@ def load(run: Path) -> xr.Dataset:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=["sb_lb", "sweep", "piggyback", "steep"])
+    p.add_argument("kind", choices=["sb_lb", "sweep", "piggyback", "steep", "optimizers"])
     p.add_argument("run", type=Path, help="a finished study's output folder (results.nc, else trials/*.nc)")
     p.add_argument("--boot", type=int, default=10_000, help="bootstrap draws (default 10,000)")
     p.add_argument("--threshold", type=float, nargs="+", default=list(STEEP_THRESHOLDS),
@@ -361,6 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep(ds, args.boot)
     elif args.kind == "piggyback":
         piggyback(ds, args.boot)
+    elif args.kind == "optimizers":
+        optimizers(ds, args.boot)
     else:
         steep(ds, args.boot, args.threshold)
     return 0

@@ -33,7 +33,7 @@ def print_tables(argv: Sequence[str] | None, usage: str, pick: Callable[[xr.Data
         print(f"{path}: no such file (a finished run's folder or its results.nc)", file=sys.stderr)
         return 2
     with xr.open_dataset(path) as ds:
-        variants = {str(v) for v in ds.variant.values}
+        variants = {str(v) for v in ds.variant.values} if "variant" in ds.coords else set()
         table = pick(ds, variants)
         if table is None:
             print(f"{path}: not a study this script knows (variants: {sorted(variants)})", file=sys.stderr)

@@ -140,3 +140,23 @@ def test_li_convex_tables(study_tool):
     text = tables.convex_gaussian_table(g)
     assert "| small | 0.3000 ± 0.1000 | 0.0500 | 1.933 | 3–5 | — |" in text
     assert "| large_then_small_2 | 0.2667 ± 0.1528 | 0.0500 | 1.733 | 6–8 | 2 of 3 |" in text
+
+
+def test_search_table_ranks_completed_trials_by_the_direction(study_tool, tmp_path, capsys):
+    tables = study_tool("search_table")
+    ds = xr.Dataset(
+        {
+            "objective": ("trial", [0.5, np.nan, 0.7, 0.6]),
+            "trial_state": ("trial", ["complete", "pruned", "complete", "complete"]),
+        },
+        coords={"trial": [0, 1, 2, 3], "lr": ("trial", [0.1, 0.2, 0.05, 0.3]), "seed": [0]},
+        attrs={"optuna_direction": "maximize"},
+    )
+    text = tables.best_trials(ds, 2)
+    assert text.splitlines()[2:4] == ["| 2 | 0.05 | 0.7 |", "| 3 | 0.3 | 0.6 |"]
+    assert "4 trials: 3 complete, 1 pruned; direction maximize." in text
+    ds.attrs["optuna_direction"] = "minimize"
+    assert tables.best_trials(ds, 1).splitlines()[2] == "| 0 | 0.1 | 0.5 |"
+    ds.to_netcdf(tmp_path / "results.nc")
+    assert tables.main([str(tmp_path), "--top", "3"]) == 0
+    assert "| 3 | 0.3 | 0.6 |" in capsys.readouterr().out
