@@ -662,6 +662,16 @@ def check_keskar_piggyback(ds: xr.Dataset) -> None:
     for ref in (sb10, arm(acc, "sb")):
         gap, lo, _ = tables.bootstrap_diff(arm(acc, "lb_k10"), ref)
         assert gap > 0.3 and lo > 0.2
+    # the loss-matched control: a cold start trained to lb_k10's training loss (the loss rule stopped it,
+    # at that loss) stays less accurate than lb_k10, while the lower loss flattens it compared with lb_k0
+    loss = _final(ds["train_loss"])
+    matched, target = arm(loss, "lb_loss"), arm(loss, "lb_k10")
+    assert (matched < 7e-5).all() and 0.5 < matched.mean() / target.mean() < 2, (matched, target)
+    assert all(r.startswith("train loss") for r in arm(ds["status_reason"], "lb_loss"))
+    gap, lo, _ = tables.bootstrap_diff(arm(acc, "lb_k10"), arm(acc, "lb_loss"))
+    assert gap > 0.5 and lo > 0.3, (gap, lo)
+    ratio, _, hi = tables.bootstrap_ratio(arm(sharp, "lb_loss"), cold)
+    assert hi < 1, (ratio, hi)
 
 
 @pytest.mark.slow
