@@ -160,3 +160,17 @@ def test_search_table_ranks_completed_trials_by_the_direction(study_tool, tmp_pa
     ds.to_netcdf(tmp_path / "results.nc")
     assert tables.main([str(tmp_path), "--top", "3"]) == 0
     assert "| 3 | 0.3 | 0.6 |" in capsys.readouterr().out
+
+
+def test_keskar_optimizers_table(study_tool, capsys):
+    tables = study_tool("keskar_tables")
+    ds = _dataset({"sgd_sb": [0.96, 0.96], "sgd_lb": [0.94, 0.94], "adam_sb": [0.95, 0.95], "adam_lb": [0.95, 0.95]})
+    dims = ("variant", "seed", "epoch")
+    phi = np.full((4, 2, 4), np.nan)
+    phi[:, :, -1] = [[2.0, 2.0], [20.0, 20.0], [3.0, 3.0], [6.0, 6.0]]
+    ds["keskar_sharpness_full_eps1e-03"] = (dims, phi)
+    ds["train_loss"].loc[{"variant": "sgd_sb", "epoch": 4}] = np.nan  # sgd_sb stopped after 3 epochs
+    tables.optimizers(ds, 200)
+    out = capsys.readouterr().out
+    assert "| sgd | 96.00 ± 0.00 | 94.00 ± 0.00 | 2.00 (2.00 to 2.00) | 2.00 ± 0.00 | 20.00 ± 0.00 | 10.0× (10.0–10.0) | 3.0 ± 0.0 | 4.0 ± 0.0 |" in out
+    assert "| adam | 95.00 ± 0.00 | 95.00 ± 0.00 | 0.00 (0.00 to 0.00) |" in out and out.index("| adam") < out.index("| sgd")
