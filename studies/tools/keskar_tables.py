@@ -8,6 +8,7 @@ table rows and the summary numbers that the doc quotes, so every number there co
     python studies/tools/keskar_tables.py piggyback DIR      # keskar_piggyback: Fig. 5 and controls
     python studies/tools/keskar_tables.py steep DIR          # keskar_sharpness_loss: Fig. 6, steep fraction
     python studies/tools/keskar_tables.py optimizers DIR     # nishtala_optimizers: SB/LB per optimizer
+    python studies/tools/keskar_tables.py dinh DIR           # dinh_reparam: the α sweep
 
 Values are mean ± standard deviation over seeds (ddof 1). Ratios of means come with a 95% percentile
 bootstrap interval that resamples the seeds of each arm independently (``--boot`` draws, seeded).
@@ -176,6 +177,52 @@ def sb_lb(ds: xr.Dataset, boot: int) -> None:
         if "interpolation_test_accuracy" in ds:
             tacc = ds["interpolation_test_accuracy"].sel(variant="sb").mean("seed") * 100
             print(_row("test accuracy (%)", [f"{float(tacc.sel(alpha=a)):.2f}" for a in keep]))
+
+
+# ----------------------------------------------------------------- dinh_reparam
+
+DINH_ROWS = (
+    ("max ∣Δ logits∣ / max ∣logits∣ (largest over seeds)", "reparam_logit_max_rel_change", 1.0),
+    ("test accuracy (%)", "reparam_test_accuracy", 100.0),
+    ("top Hessian eigenvalue", "reparam_hessian_top_eigenvalue", 1.0),
+    ("φ full, ε = 1e-3", "reparam_keskar_sharpness_full_eps1e-03", 1.0),
+    ("φ full, ε = 5e-4", "reparam_keskar_sharpness_full_eps5e-04", 1.0),
+    ("adaptive sharpness", "reparam_adaptive_sharpness_worst_l2_rho0.1", 1.0),
+)
+
+
+def dinh(ds: xr.Dataset, boot: int) -> None:
+    """``dinh_reparam``: each measurement of the reparameterized copies against α, seed means (± standard
+    deviation at α = 1), and the trial-by-trial factors at the extreme α against α = 1."""
+    alphas = [float(a) for a in ds["reparam_alpha"].values]
+    print(f"{ds.sizes['seed']} seeds; seed means, ± standard deviation at α = 1\n")
+    print("| | α | " + " | ".join(f"{a:g}" for a in alphas) + " |")
+    print("|---|---|" + "---|" * len(alphas))
+    for arm in (str(v) for v in ds["variant"].values):
+        for i, (label, var, scale) in enumerate(DINH_ROWS):
+            da = ds[var].sel(variant=arm) * scale
+            fmt = (lambda x: f"{x:.2f}") if scale == 100.0 else g  # noqa: E731
+            cells = []
+            for a in alphas:
+                x = da.sel(reparam_alpha=a).values
+                if var == "reparam_logit_max_rel_change":
+                    cells.append(g(float(np.max(x))))
+                elif a == 1.0:
+                    cells.append(f"{fmt(float(x.mean()))} ± {fmt(float(x.std(ddof=1)))}")
+                else:
+                    cells.append(fmt(float(x.mean())))
+            print(f"| {arm.upper() if i == 0 else ''} | {label} | " + " | ".join(cells) + " |")
+    ends = [a for a in (alphas[0], alphas[-1]) if a != 1.0]
+    print()
+    for label, var, _ in DINH_ROWS[2:5]:
+        at1 = ds[var].sel(reparam_alpha=1.0)
+        f = np.concatenate([(ds[var].sel(reparam_alpha=a) / at1).values.ravel() for a in ends])
+        print(f"{label}: α ∈ {{{', '.join(f'{a:g}' for a in ends)}}} ÷ α = 1, trial by trial {g(f.min())}×–{g(f.max())}×")
+    ada = ds[DINH_ROWS[5][1]]
+    rel = float((np.abs(ada - ada.sel(reparam_alpha=1.0)) / ada.sel(reparam_alpha=1.0)).max())
+    acc = ds["reparam_test_accuracy"]
+    same = bool((acc == acc.sel(reparam_alpha=1.0)).all())
+    print(f"adaptive sharpness: largest relative change {rel:.1g}; test accuracy identical at every α: {'yes' if same else 'no'}")
 
 
 # ----------------------------------------------------------------- nishtala_optimizers
@@ -373,7 +420,7 @@ def load(run: Path) -> xr.Dataset:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=["sb_lb", "sweep", "piggyback", "steep", "optimizers"])
+    p.add_argument("kind", choices=["sb_lb", "sweep", "piggyback", "steep", "optimizers", "dinh"])
     p.add_argument("run", type=Path, help="a finished study's output folder (results.nc, else trials/*.nc)")
     p.add_argument("--boot", type=int, default=10_000, help="bootstrap draws (default 10,000)")
     p.add_argument("--threshold", type=float, nargs="+", default=list(STEEP_THRESHOLDS),
@@ -388,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         piggyback(ds, args.boot)
     elif args.kind == "optimizers":
         optimizers(ds, args.boot)
+    elif args.kind == "dinh":
+        dinh(ds, args.boot)
     else:
         steep(ds, args.boot, args.threshold)
     return 0

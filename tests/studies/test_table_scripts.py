@@ -174,3 +174,30 @@ def test_keskar_optimizers_table(study_tool, capsys):
     out = capsys.readouterr().out
     assert "| sgd | 96.00 ± 0.00 | 94.00 ± 0.00 | 2.00 (2.00 to 2.00) | 2.00 ± 0.00 | 20.00 ± 0.00 | 10.0× (10.0–10.0) | 3.0 ± 0.0 | 4.0 ± 0.0 |" in out
     assert "| adam | 95.00 ± 0.00 | 95.00 ± 0.00 | 0.00 (0.00 to 0.00) |" in out and out.index("| adam") < out.index("| sgd")
+
+
+def test_keskar_dinh_table(study_tool, capsys):
+    tables = study_tool("keskar_tables")
+    alphas = [0.1, 1.0, 10.0]
+    dims = ("variant", "seed", "reparam_alpha")
+    base = np.array([2.0, 4.0])  # seeds 0 and 1 at alpha = 1
+    grow = np.array([100.0, 1.0, 100.0])  # the factor each alpha multiplies the curvature by
+    curv = np.einsum("s,a->sa", base, grow)[None].repeat(2, 0)
+    ds = xr.Dataset(
+        {
+            "reparam_logit_max_rel_change": (dims, np.array([[[1e-7, 0, 3e-7], [2e-7, 0, 1e-7]]] * 2)),
+            "reparam_test_accuracy": (dims, np.full((2, 2, 3), 0.95)),
+            "reparam_hessian_top_eigenvalue": (dims, curv),
+            "reparam_keskar_sharpness_full_eps1e-03": (dims, curv * 2),
+            "reparam_keskar_sharpness_full_eps5e-04": (dims, curv),
+            "reparam_adaptive_sharpness_worst_l2_rho0.1": (dims, np.full((2, 2, 3), 0.002)),
+        },
+        coords={"variant": ["sb", "lb"], "seed": [0, 1], "reparam_alpha": alphas},
+    )
+    tables.dinh(ds, 10)
+    out = capsys.readouterr().out
+    assert "| SB | max ∣Δ logits∣ / max ∣logits∣ (largest over seeds) | 2.0e-07 | 0 | 3.0e-07 |" in out
+    assert "|  | top Hessian eigenvalue | 300 | 3 ± 1.41 | 300 |" in out
+    assert "|  | test accuracy (%) | 95.00 | 95.00 ± 0.00 | 95.00 |" in out
+    assert "top Hessian eigenvalue: α ∈ {0.1, 10} ÷ α = 1, trial by trial 100×–100×" in out
+    assert "largest relative change 0; test accuracy identical at every α: yes" in out
