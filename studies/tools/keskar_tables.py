@@ -80,6 +80,13 @@ def bootstrap_ratio(num: np.ndarray, den: np.ndarray, *, boot: int = 10_000, see
     return float(num.mean() / den.mean()), float(lo), float(hi)
 
 
+def rank_p(a: np.ndarray, b: np.ndarray) -> float:
+    """One-sided Mann–Whitney U test that the values of ``a`` tend to exceed those of ``b`` (its p-value)."""
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(np.asarray(a, float), np.asarray(b, float), alternative="greater").pvalue)
+
+
 def bootstrap_diff(a: np.ndarray, b: np.ndarray, *, boot: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
     """mean(a) − mean(b) and its 95% percentile interval (seeds of each arm resampled independently)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -160,7 +167,8 @@ def sb_lb(ds: xr.Dataset, boot: int) -> None:
             f"seed by seed {per_seed.min():.1f}×–{per_seed.max():.1f}× (median {np.median(per_seed):.1f}×); "
             f"SB {g(sb.min())}–{g(sb.max())}, LB {g(lb.min())}–{g(lb.max())}; "
             f"LB seeds at or below the SB maximum: {below} of {len(lb)}; "
-            f"below the SB mean: {int((lb < sb.mean()).sum())}"
+            f"below the SB mean: {int((lb < sb.mean()).sum())}; "
+            f"rank test LB > SB (Mann–Whitney U, one-sided) p = {rank_p(lb, sb):.2g}"
         )
         for flag in ("float64", "stalled"):
             f = var.replace("keskar_sharpness_", f"keskar_{flag}_")
