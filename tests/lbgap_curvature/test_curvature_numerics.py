@@ -125,7 +125,10 @@ def test_float32_model_at_and_near_minimum_matches_float64_closed_form(registry,
 
 def test_old_float32_search_is_wrong_near_minimum(registry):
     """Without the stall restart and the float64 pass, float32 values near a minimum are
-    noise: several times the float64 closed form at ε = 1e-5, far off at ε = 1e-3."""
+    noise: off from the float64 closed form by more than a factor of 2 in every case. What the noise
+    reads depends on the processor's kernels: several times the closed form at ε = 1e-5 and far below
+    it at ε = 1e-3 on the processor this test was written on, exactly 0 in all three cases on an AVX2
+    processor (AMD EPYC: the loss differences round away)."""
     errors = []
     for offset, eps in ((0.0, 1e-3), (0.0, 1e-5), (1e-6, 1e-5)):
         model, data, x0 = _at(offset)
@@ -133,7 +136,7 @@ def test_old_float32_search_is_wrong_near_minimum(registry):
         out, tag = _metric_value(registry, model, data, eps, restart_on_stall=False, float64_below=0.0)
         assert out[f"keskar_float64_{tag}"] == 0.0
         errors.append(out[f"keskar_sharpness_{tag}"] / exact)
-    assert min(errors) < 0.01 and max(errors) > 5
+    assert all(e < 0.5 or e > 2.0 for e in errors), errors
 
 
 def test_stall_is_flagged_and_float64_used_only_below_threshold(registry):
