@@ -245,16 +245,18 @@ def check_mccandlish_claims(ds: xr.Dataset) -> dict:
     at_end = _last(ds["gradient_noise_scale"])[met]
     ratio = np.median(at_end) / result.fit.b_crit
     assert 0.1 <= ratio <= 10, f"B_simple {np.median(at_end):.3g} vs B_crit {result.fit.b_crit:.3g}"
-    # B_simple grows during training: every 4 epochs and at the target, so the batch sizes ≥ 64 have
-    # at least two measurements; in the best trial of each of those it is larger at the target than
-    # at the first measurement, and so it is in 85 % or more of all the trials with two measurements or more
+    # B_simple grows during training: measured every 4 epochs and at the target, so the best trials of
+    # the batch sizes ≥ 128 have at least two measurements (at 64 the best trial can meet the target
+    # before its second one: it did on an AVX2 processor, not on the first); in the best trial of each
+    # of those it is larger at the target than at the first measurement, and so it is in 85 % or more
+    # of all the trials with two measurements or more
     grew = []
     for b in ds["batch_size"].values:
         at = ds.sel(batch_size=b).isel(seed=0)
         series = _finite(at["gradient_noise_scale"].isel(trial=int(at["best_trial"])).values)
         if series.size >= 2:
             grew.append(series[-1] > series[0])
-    assert len(grew) >= 4 and all(grew)
+    assert len(grew) >= 3 and all(grew)
     values = ds["gradient_noise_scale"].transpose(..., "epoch").values.reshape(-1, ds.sizes["epoch"])
     series = [_finite(row) for row in values]
     series = [row for row in series if row.size >= 2]
