@@ -18,14 +18,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 from lbgap.results import final_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keskar_tables import bootstrap_diff  # noqa: E402
-from run_tables import print_tables  # noqa: E402
+from run_tables import first_change, ms, print_tables  # noqa: E402
 
 ARMS = ("sb", "lb", "lb_lr", "lb_lr_gbn", "lb_lr_gbn_ra")
 LABELS = {"sb": "SB", "lb": "LB", "lb_lr": "+LR (√ scaling)", "lb_lr_gbn": "+GBN", "lb_lr_gbn_ra": "+RA"}
@@ -53,11 +52,6 @@ def finals(ds: xr.Dataset, name: str) -> xr.DataArray:
     return final_values(ds, name) * 100
 
 
-def ms(values: np.ndarray) -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
-
-
 def gain(test: xr.DataArray, a: str, b: str) -> tuple[float, float, float, float]:
     """mean(a) − mean(b) over seeds, its 95 % bootstrap interval (low, high), and the spread std(a) + std(b)."""
     std = test.std("seed", ddof=1)
@@ -78,11 +72,12 @@ def ghost_gains(ds: xr.Dataset) -> dict[str, tuple[float, float, float, float]]:
 
 
 def end_of_high_rate(ds: xr.Dataset, variant: str) -> int:
-    """The last epoch before the variant's first learning-rate drop (seed 0's schedule)."""
-    lr = ds["learning_rate"].sel(variant=variant).isel(seed=0).dropna("epoch")
-    high = lr.epoch.values[lr.values >= lr.values[0] * (1 - 1e-9)]
-    below = lr.epoch.values[lr.values < lr.values[0] * (1 - 1e-9)]
-    return int(high[high < below.min()].max()) if len(below) else int(high.max())
+    """The last epoch before the variant's first learning-rate drop (seed 0's schedule; its last
+    recorded epoch when the rate never changes)."""
+    lr = ds["learning_rate"].sel(variant=variant).isel(seed=0)
+    last = int(lr.dropna("epoch").epoch.max())
+    changed = first_change(lr.values, lr.epoch.values)
+    return last if changed is None else changed
 
 
 def seeds_line(test: xr.DataArray, arms: Sequence[str]) -> str:

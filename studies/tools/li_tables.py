@@ -27,7 +27,7 @@ import xarray as xr
 from lbgap.results import final_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_tables import print_tables  # noqa: E402
+from run_tables import first_change, ms, print_tables  # noqa: E402
 
 SYNTHETIC_ARMS = {"L-S": "L-S", "S": "S", "S_noise": "S+noise"}
 COMPONENTS = {"p_only": "P only", "q_only": "Q only", "both": "P and Q"}
@@ -37,21 +37,8 @@ CLEAN_PAPER = {"large_then_small": 90.41, "small_noise": 89.65, "small": 84.93}
 CLEAN_LABELS = {"large_then_small": "large then small", "small_noise": "small + noise", "small": "small"}
 
 
-def ms(values: np.ndarray, digits: int = 2) -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}"
-
-
 def per_seed(values: np.ndarray, digits: int = 2) -> str:
     return ", ".join(f"{x:.{digits}f}" for x in np.asarray(values, dtype=float))
-
-
-def first_change(series: np.ndarray, epochs: np.ndarray) -> int | None:
-    """The last epoch at the first value of a per-epoch series before it first changes (None: never)."""
-    ok = ~np.isnan(series)
-    s, e = series[ok], epochs[ok]
-    moved = np.nonzero(~np.isclose(s, s[0], rtol=1e-9, atol=0))[0]
-    return int(e[moved[0] - 1]) if len(moved) else None
 
 
 def synthetic_table(ds: xr.Dataset) -> str:
@@ -85,7 +72,8 @@ def clean_table(ds: xr.Dataset) -> str:
     test = final_values(ds, "test_accuracy") * 100
     loss = final_values(ds, "test_loss")
     train = final_values(ds, "train_accuracy") * 100
-    milestone = int(ds["epoch"].values[np.nanargmax(ds["learning_rate"].sel(variant="large_then_small").isel(seed=0).values < 0.05) - 1])
+    lr = ds["learning_rate"].sel(variant="large_then_small").isel(seed=0)
+    milestone = first_change(lr.values, lr.epoch.values)  # the last epoch before the anneal
     seeds = ", ".join(str(int(s)) for s in ds.seed.values)
     lines = [
         f"| arm | paper (WRN-16-10, CIFAR-10) | lbgap test | seeds {seeds} | test after {milestone} epochs (before the anneal) "
@@ -100,9 +88,9 @@ def clean_table(ds: xr.Dataset) -> str:
             f"| {float(loss.sel(variant=arm).mean()):.3f} | {ms(train.sel(variant=arm).values)} |"
         )
     lines.append("")
-    for (a, b), (g, s, every) in clean_gaps(ds).items():
-        lines.append(f"{a} − {b}: {g:+.2f} points, spread {s:.2f}, higher in every seed: {'yes' if every else 'no'}")
     gaps = clean_gaps(ds)
+    for (a, b), (g, s, every) in gaps.items():
+        lines.append(f"{a} − {b}: {g:+.2f} points, spread {s:.2f}, higher in every seed: {'yes' if every else 'no'}")
     recovered = gaps["small_noise", "small"][0] / (gaps["large_then_small", "small_noise"][0] + gaps["small_noise", "small"][0])
     lines.append(f"The noise recovers {100 * recovered:.0f} % of the large rate's advantage over the small rate.")
     return "\n".join(lines)

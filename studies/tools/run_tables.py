@@ -1,5 +1,6 @@
 """What the table scripts of studies/tools/ share: read the one argument (a finished run's folder or its
-``results.nc``), print the tables of the study it holds, and under them the processor and the seeds."""
+``results.nc``), print the tables of the study it holds, and under them the processor and the seeds; the
+mean ± standard deviation cell and the epoch a schedule first changes."""
 
 from __future__ import annotations
 
@@ -8,9 +9,25 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 Table = Callable[[xr.Dataset], str]
+
+
+def ms(values: np.ndarray, digits: int = 2) -> str:
+    """Mean ± standard deviation (``ddof=1``) of ``values``; the mean alone for one value."""
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}"
+
+
+def first_change(series: np.ndarray, epochs: np.ndarray) -> int | None:
+    """The last epoch at the first value of a per-epoch series before it first changes (None: never);
+    NaN epochs (not recorded) are skipped."""
+    ok = ~np.isnan(series)
+    s, e = series[ok], epochs[ok]
+    moved = np.nonzero(~np.isclose(s, s[0], rtol=1e-9, atol=0))[0]
+    return int(e[moved[0] - 1]) if len(moved) else None
 
 
 def machine_line(ds: xr.Dataset) -> str:
