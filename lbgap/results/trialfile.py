@@ -152,13 +152,10 @@ def write_atomic(ds: xr.Dataset, path: Path) -> None:
     try:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=netcdf_encoding(ds))
         replace_durably(tmp, path)
-    except (OSError, RuntimeError) as exc:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)  # a full disk or an error: no partial file is left behind
-        if isinstance(exc, WriteFailedError):
-            raise
-        raise WriteFailedError(path, exc) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        if isinstance(exc, (OSError, RuntimeError)) and not isinstance(exc, WriteFailedError):
+            raise WriteFailedError(path, exc) from exc
         raise
 
 
