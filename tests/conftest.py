@@ -16,15 +16,23 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
-def _load_toy_plugins():
-    """Import tests/toy_plugins.py as ``toy_plugins`` without putting tests/ on
-    sys.path (test folders are named like the plugin packages they test)."""
-    if "toy_plugins" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("toy_plugins", ROOT / "tests" / "toy_plugins.py")
+def _study_tools():
+    """tests/study_tools.py as ``study_tools``, without putting tests/ on sys.path (test folders are
+    named like the plugin packages they test); its ``import_as`` loads the other helper modules."""
+    if "study_tools" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("study_tools", ROOT / "tests" / "study_tools.py")
         module = importlib.util.module_from_spec(spec)
-        sys.modules["toy_plugins"] = module
+        sys.modules["study_tools"] = module
         spec.loader.exec_module(module)
-    return sys.modules["toy_plugins"]
+    return sys.modules["study_tools"]
+
+
+study_tools = _study_tools()
+
+
+def _load_toy_plugins():
+    """tests/toy_plugins.py as ``toy_plugins``."""
+    return study_tools.import_as("toy_plugins", ROOT / "tests" / "toy_plugins.py")
 
 
 _load_toy_plugins()
@@ -67,17 +75,8 @@ seeds: [0, 1]
 @pytest.fixture(scope="session")
 def study_tool():
     """Load a script of ``studies/tools/`` (the scripts that print the documented tables) as a module,
-    by its file name without ``.py``."""
-
-    def load(name: str):
-        if name not in sys.modules:
-            spec = importlib.util.spec_from_file_location(name, ROOT / "studies" / "tools" / f"{name}.py")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        return sys.modules[name]
-
-    return load
+    by its file name without ``.py`` (``tests/study_tools.py``)."""
+    return study_tools.load
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +42,9 @@ def _study(name: str, registry, overrides=()):
 
 def _tables():
     """``studies/tools/batch_science_tables.py``, the script that prints the documented tables."""
-    if "batch_science_tables" not in sys.modules:
-        path = STUDIES / "tools" / "batch_science_tables.py"
-        spec = importlib.util.spec_from_file_location("batch_science_tables", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["batch_science_tables"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["batch_science_tables"]
+    import study_tools
+
+    return study_tools.load("batch_science_tables")
 
 
 # ----------------------------------------------------------------- fast: files and protocol

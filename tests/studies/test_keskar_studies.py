@@ -354,13 +354,9 @@ def test_piggyback_arms_warm_start_from_the_small_batch_after_k_epochs(name, pap
 
 def _keskar_tables():
     """``studies/tools/keskar_tables.py``, the script that prints the doc's Keskar tables."""
-    if "keskar_tables" not in sys.modules:
-        path = STUDIES / "tools" / "keskar_tables.py"
-        spec = importlib.util.spec_from_file_location("keskar_tables", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["keskar_tables"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["keskar_tables"]
+    import study_tools
+
+    return study_tools.load("keskar_tables")
 
 
 def test_sharpness_loss_study_is_the_sb_lb_setting_with_sharpness_along_training(registry):
