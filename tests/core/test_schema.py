@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata as md
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -27,12 +26,9 @@ BASES = sorted((ROOT / "studies" / "bases").glob("*.yaml"))
 
 
 def _module(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    import study_tools
+
+    return study_tools.import_as(name, path)
 
 
 @pytest.fixture(scope="module")

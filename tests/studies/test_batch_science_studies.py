@@ -12,7 +12,6 @@ docs/reproductions.md against the seed spread.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -211,10 +210,9 @@ def test_smith_cpu_file_is_the_paper_schedule_compressed(registry):
 
 
 def _fake_cifar10(root: Path) -> None:
-    path = ROOT / "tests" / "lbgap_datasets" / "fake_vision_files.py"
-    spec = importlib.util.spec_from_file_location("fake_vision_files_bs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    import study_tools
+
+    module = study_tools.import_as("fake_vision_files", ROOT / "tests" / "lbgap_datasets" / "fake_vision_files.py")
     module.write_cifar10(root, per_batch=20, n_test=20, seed=1)
 
 

@@ -15,7 +15,6 @@ dry-run the real networks and run the CPU analogue, asserting the paper's orderi
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -297,13 +296,9 @@ PER_BATCH_10K = 2_100
 
 def _fake_files():
     """``tests/lbgap_datasets/fake_vision_files.py``: writers of torchvision's CIFAR file layouts."""
-    if "fake_vision_files" not in sys.modules:
-        path = ROOT / "tests" / "lbgap_datasets" / "fake_vision_files.py"
-        spec = importlib.util.spec_from_file_location("fake_vision_files", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_vision_files"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_vision_files"]
+    import study_tools
+
+    return study_tools.import_as("fake_vision_files", ROOT / "tests" / "lbgap_datasets" / "fake_vision_files.py")
 
 
 def _write_data(root: Path, name: str, data_name: str) -> int:

@@ -14,10 +14,8 @@ Slow tests run the CPU-scale studies and check the papers' qualitative claims.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -194,13 +192,9 @@ SYNTHETIC_SIZES = {
 
 def _fake_files():
     """``tests/lbgap_datasets/fake_vision_files.py``: writers of the documented file layouts."""
-    if "fake_vision_files" not in sys.modules:
-        path = ROOT / "tests" / "lbgap_datasets" / "fake_vision_files.py"
-        spec = importlib.util.spec_from_file_location("fake_vision_files", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_vision_files"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_vision_files"]
+    import study_tools
+
+    return study_tools.import_as("fake_vision_files", ROOT / "tests" / "lbgap_datasets" / "fake_vision_files.py")
 
 
 def _fill_data_root(root: Path, data_name: str) -> None:

@@ -15,9 +15,7 @@ B_crit and growing during training.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,13 +128,9 @@ def test_noise_scale_study_is_the_steps_study_with_the_metric(registry):
 
 def _fake_files():
     """``tests/lbgap_datasets/fake_vision_files.py``: writers of the documented file layouts."""
-    if "fake_vision_files" not in sys.modules:
-        path = ROOT / "tests" / "lbgap_datasets" / "fake_vision_files.py"
-        spec = importlib.util.spec_from_file_location("fake_vision_files", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["fake_vision_files"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fake_vision_files"]
+    import study_tools
+
+    return study_tools.import_as("fake_vision_files", ROOT / "tests" / "lbgap_datasets" / "fake_vision_files.py")
 
 
 def _paper_dry_run(registry, tmp_path, monkeypatch, overrides=(), n_train=None):
